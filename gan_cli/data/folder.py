@@ -1,0 +1,104 @@
+"""Any folder of images, with or without one subfolder per class."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from gan_cli import UserError
+from gan_cli.data import StreamBatches, TensorBatches
+from gan_cli.data.images import check_resolution
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def scan(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Image files under root (sorted), their labels and the class names.
+
+    When every image sits inside a first-level subfolder, those subfolders are the classes;
+    otherwise the images are unlabelled (labels None).
+    """
+    if not root.is_dir():
+        raise UserError(f"dataset folder: {root} is not a folder; set dataset.root=<folder of images>")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    if not files:
+        raise UserError(f"dataset folder: no images ({', '.join(EXTENSIONS)}) under {root}")
+    tops = [p.relative_to(root).parts for p in files]
+    if all(len(parts) > 1 for parts in tops):
+        classes = sorted({parts[0] for parts in tops})
+        index = {c: i for i, c in enumerate(classes)}
+        return files, [index[parts[0]] for parts in tops], classes
+    return files, None, []
+
+
+def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
+    """Decode one image as a uint8 C x R x R tensor: resized (shorter side) and centre-cropped."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            image = ImageOps.fit(image, (resolution, resolution), method=Image.BICUBIC)
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as e:
+        raise UserError(f"dataset folder: cannot read image {path} ({e})") from None
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy())
+
+
+def _channels_of(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    except (OSError, ValueError) as e:
+        raise UserError(f"dataset folder: cannot read image {path} ({e})") from None
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    def __init__(self, files, labels, resolution, channels):
+        self.files, self.labels = files, labels
+        self.resolution, self.channels = resolution, channels
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        label = 0 if self.labels is None else self.labels[i]
+        return load_image(self.files[i], self.resolution, self.channels), label
+
+
+def folder(
+    root,
+    resolution=32,
+    channels=None,
+    in_memory="auto",
+    max_memory_mb=2048,
+    *,
+    batch_size,
+    device,
+    seed,
+    num_workers=2,
+):
+    """Build the folder batch source (`dataset=folder dataset.root=...`)."""
+    root = Path(str(root)).expanduser()
+    check_resolution(resolution)
+    if in_memory not in ("auto", True, False):
+        raise UserError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
+    files, labels, classes = scan(root)
+    if channels is None:
+        channels = _channels_of(files[0])
+    if channels not in (1, 3):
+        raise UserError(f"dataset.channels must be 1, 3 or null, got {channels!r}")
+    name = f"folder {root}"
+    size_mb = len(files) * channels * resolution * resolution / 2**20
+    if in_memory is True or (in_memory == "auto" and size_mb <= max_memory_mb):
+        # Decode every image once (threads: PIL releases the GIL while decoding) and keep them on the device.
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+            decoded = pool.map(lambda p: load_image(p, resolution, channels), files)
+            images = torch.stack(list(tqdm(decoded, total=len(files), desc="loading images", leave=False)))
+        label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.long)
+        return TensorBatches(images, label_tensor, batch_size, device, seed, name)
+    dataset = FolderDataset(files, labels, resolution, channels)
+    shape = (channels, resolution, resolution)
+    return StreamBatches(dataset, shape, len(classes), batch_size, device, seed, num_workers, name)

@@ -1,0 +1,182 @@
+"""Image data sets: scikit-learn's digits, MNIST / Fashion-MNIST (IDX files), CIFAR-10 and CelebA."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gan_cli import UserError
+from gan_cli.data import StreamBatches, TensorBatches
+
+SPLITS = ("train", "test")
+
+
+def check_resolution(resolution: int) -> int:
+    if not isinstance(resolution, int) or resolution < 4:
+        raise UserError(f"dataset.resolution must be an integer of at least 4, got {resolution!r}")
+    return resolution
+
+
+def resize_uint8(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Tensor:
+    """Resize uint8 N x C x H x W images to resolution x resolution (bilinear, antialiased when shrinking)."""
+    if images.shape[-2:] == (resolution, resolution):
+        return images
+    out = torch.empty(len(images), images.shape[1], resolution, resolution, dtype=torch.uint8)
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].float()
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
+        out[i : i + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def digits(resolution: int = 32, *, batch_size, device, seed, num_workers=0):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, labels 0-9), upsampled to `resolution`."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # Pixel values are 0..16.
+    images = torch.from_numpy(bunch.images * (255.0 / 16.0)).float().unsqueeze(1).round().to(torch.uint8)
+    images = resize_uint8(images, check_resolution(resolution))
+    labels = torch.from_numpy(bunch.target).long()
+    return TensorBatches(images, labels, batch_size, device, seed, "digits")
+
+
+# --- MNIST and Fashion-MNIST: the IDX files as published -------------------------------------
+
+_IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[:4], "big")
+    if magic >> 8 != 0x08:  # 0x08 = unsigned byte
+        raise UserError(f"{path} is not a uint8 IDX file (magic number {magic:#x})")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise UserError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {array.size}")
+    return array.reshape(dims)
+
+
+def _find_idx(raw_dirs, stem: str) -> Path | None:
+    for folder in raw_dirs:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _idx_dataset(name, root, split, resolution, download, batch_size, device, seed):
+    if split not in SPLITS:
+        raise UserError(f"unknown dataset.split '{split}' for {name}; choose one of: {', '.join(SPLITS)}")
+    check_resolution(resolution)
+    folder = _IDX_FOLDERS[name]
+    root = Path(root).expanduser()
+    raw_dirs = [root / folder / "raw", root]  # torchvision's layout, or the files themselves
+    stems = [f"{_IDX_PREFIX[split]}-images-idx3-ubyte", f"{_IDX_PREFIX[split]}-labels-idx1-ubyte"]
+    paths = [_find_idx(raw_dirs, s) for s in stems]
+    if None in paths and download:
+        import torchvision
+
+        cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+        try:
+            cls(str(root), train=split == "train", download=True)
+        except Exception as e:  # network errors come in many types
+            raise UserError(
+                f"dataset {name}: download into {root} failed ({type(e).__name__}: {e}); "
+                f"fetch the IDX files elsewhere and put them in {root / folder / 'raw'}"
+            ) from None
+        paths = [_find_idx(raw_dirs, s) for s in stems]
+    if None in paths:
+        missing = stems[paths.index(None)]
+        raise UserError(
+            f"dataset {name}: {missing}(.gz) not found in {root / folder / 'raw'}; "
+            f"set dataset.root=<folder holding {folder}/raw> or dataset.download=true"
+        )
+    images = torch.from_numpy(read_idx(paths[0]).copy()).unsqueeze(1)
+    labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))
+    if len(images) != len(labels):
+        raise UserError(f"dataset {name}: {len(images)} images but {len(labels)} labels in {paths[0].parent}")
+    return TensorBatches(resize_uint8(images, resolution), labels, batch_size, device, seed, name)
+
+
+def mnist(root="data", split="train", resolution=32, download=False, *, batch_size, device, seed, num_workers=0):
+    """MNIST (LeCun et al. 1998) from <root>/MNIST/raw/."""
+    return _idx_dataset("mnist", root, split, resolution, download, batch_size, device, seed)
+
+
+def fashion_mnist(root="data", split="train", resolution=32, download=False, *, batch_size, device, seed, num_workers=0):
+    """Fashion-MNIST (Xiao et al. 2017) from <root>/FashionMNIST/raw/."""
+    return _idx_dataset("fashion_mnist", root, split, resolution, download, batch_size, device, seed)
+
+
+# --- torchvision sets -----------------------------------------------------------------------
+
+
+def _open_torchvision(name, cls, root, download, **kwargs):
+    root = Path(root).expanduser()
+    try:
+        return cls(str(root), download=download, **kwargs)
+    except RuntimeError as e:
+        if download:
+            raise UserError(f"dataset {name}: {e} (under {root})") from None
+        raise UserError(
+            f"dataset {name}: not found under {root}; set dataset.root=<folder holding it> or dataset.download=true"
+        ) from None
+    except Exception as e:  # network errors during download come in many types
+        raise UserError(
+            f"dataset {name}: download into {root} failed ({type(e).__name__}: {e}); "
+            "fetch it elsewhere and set dataset.root"
+        ) from None
+
+
+def cifar10(root="data", split="train", resolution=32, download=False, *, batch_size, device, seed, num_workers=0):
+    """CIFAR-10 (Krizhevsky 2009) through torchvision, held on the device."""
+    import torchvision
+
+    if split not in SPLITS:
+        raise UserError(f"unknown dataset.split '{split}' for cifar10; choose one of: {', '.join(SPLITS)}")
+    check_resolution(resolution)
+    ds = _open_torchvision("cifar10", torchvision.datasets.CIFAR10, root, download, train=split == "train")
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # N x 32 x 32 x 3 -> N x 3 x 32 x 32
+    labels = torch.tensor(ds.targets, dtype=torch.long)
+    return TensorBatches(resize_uint8(images, resolution), labels, batch_size, device, seed, "cifar10")
+
+
+class _CelebA(torch.utils.data.Dataset):
+    """CelebA images resized and centre-cropped to a square, as uint8 tensors (no labels)."""
+
+    def __init__(self, base, resolution):
+        from torchvision import transforms
+
+        self.base = base
+        self.transform = transforms.Compose(
+            [transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.PILToTensor()]
+        )
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        image, _ = self.base[i]
+        return self.transform(image), 0
+
+
+def celeba(root="data", split="train", resolution=64, download=False, *, batch_size, device, seed, num_workers=2):
+    """CelebA (Liu et al. 2015) through torchvision, streamed from disk."""
+    import torchvision
+
+    celeba_splits = ("train", "valid", "test", "all")
+    if split not in celeba_splits:
+        raise UserError(f"unknown dataset.split '{split}' for celeba; choose one of: {', '.join(celeba_splits)}")
+    check_resolution(resolution)
+    base = _open_torchvision("celeba", torchvision.datasets.CelebA, root, download, split=split, target_type=[])
+    dataset = _CelebA(base, resolution)
+    return StreamBatches(dataset, (3, resolution, resolution), 0, batch_size, device, seed, num_workers, "celeba")

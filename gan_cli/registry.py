@@ -1,0 +1,80 @@
+"""Short names -> constructors, and the one function that builds a component from a config node.
+
+The config word and the key are the same word (`loss=hinge` <-> "hinge"). A node is plain data,
+e.g. {"name": "dcgan", "width": 64}: `name` picks the constructor, the other keys are its keyword
+arguments, and the caller adds runtime facts (the data shape, the parameters to optimise, ...).
+Components never see the config object.
+"""
+
+import inspect
+
+import torch
+
+from gan_cli import UserError, losses
+from gan_cli.data import folder, images, toy2d
+from gan_cli.models import dcgan, mlp
+
+
+def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair [beta1, beta2], got {betas}")
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+
+
+def rmsprop(params, lr, alpha=0.99, momentum=0.0, weight_decay=0.0):
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, momentum=momentum, weight_decay=weight_decay)
+
+
+def sgd(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+DATASETS = {
+    "digits": images.digits,
+    "toy2d": toy2d.toy2d,
+    "mnist": images.mnist,
+    "fashion_mnist": images.fashion_mnist,
+    "cifar10": images.cifar10,
+    "celeba": images.celeba,
+    "folder": folder.folder,
+}
+GENERATORS = {"mlp": mlp.MLPGenerator, "dcgan": dcgan.DCGANGenerator}
+DISCRIMINATORS = {"mlp": mlp.MLPDiscriminator, "dcgan": dcgan.DCGANDiscriminator}
+LOSSES = {"minimax": losses.Minimax, "nonsaturating": losses.NonSaturating}
+OPTIMIZERS = {"adam": adam, "rmsprop": rmsprop, "sgd": sgd}
+
+TABLES = {
+    "dataset": DATASETS,
+    "generator": GENERATORS,
+    "discriminator": DISCRIMINATORS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+}
+
+
+def options(group: str, name: str) -> list[str]:
+    """The keyword options a config node of this group and name may set."""
+    params = inspect.signature(TABLES[group][name]).parameters.values()
+    return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "params", "shape")]
+
+
+def build(group: str, node: dict, **runtime):
+    """Build the component a config node names, e.g. build("generator", {"name": "dcgan"}, shape=(1, 32, 32))."""
+    table = TABLES[group]
+    kwargs = dict(node)
+    name = kwargs.pop("name", None)
+    if name not in table:
+        raise UserError(f"unknown {group} '{name}'; choose one of: {', '.join(table)}")
+    valid = options(group, name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise UserError(
+            f"{group} '{name}' has no option {', '.join(unknown)}; its options are: {', '.join(valid) or 'none'}"
+        )
+    try:
+        return table[name](**kwargs, **runtime)
+    except ValueError as e:  # torch's own checks, e.g. "Invalid learning rate: -1"
+        raise UserError(f"{group} '{name}': {e}") from None
+    except TypeError as e:  # an option of the wrong type, e.g. betas=3
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise UserError(f"{group} '{name}': an option has the wrong type ({e}); given {given}") from None

@@ -1,0 +1,90 @@
+"""The console scripts as a user types them, run from a folder other than the project's."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gan_cli import checkpoint
+from tests.conftest import BIN, TINY_TRAINER, write_images
+
+TINY = TINY_TRAINER + ["generator.width=4", "discriminator.width=4", "dataset.resolution=16"]
+
+
+def run(*args, cwd, tool="gan-train"):
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gan-train: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_lists_the_groups_and_their_options(tmp_path):
+    result = run("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for text in ("gan-train", "dataset: ", "model: dcgan, gan", "loss: minimax, nonsaturating", "trainer:", "resume="):
+        assert text in result.stdout, text
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    result = run("--cfg", "job", "model=gan", "trainer.steps=7", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "steps: 7" in result.stdout and "name: minimax" in result.stdout
+
+
+def test_unknown_option_of_a_group(tmp_path):
+    assert_one_line_error(run("loss=hinj", cwd=tmp_path), "unknown loss 'hinj'", "minimax, nonsaturating")
+    assert_one_line_error(run("-m", "model=gan,wgan", cwd=tmp_path), "unknown model 'wgan'", "dcgan, gan")
+
+
+def test_missing_dataset_and_bad_value(tmp_path):
+    result = run("dataset=mnist", f"dataset.root={tmp_path / 'data'}", *TINY, cwd=tmp_path)
+    assert_one_line_error(result, str(tmp_path / "data"), "dataset.download=true")
+    assert_one_line_error(run("dataset=folder", *TINY, cwd=tmp_path), "dataset.root is required")
+    assert_one_line_error(run(*TINY, "trainer.batch_size=0", cwd=tmp_path), "trainer.batch_size")
+
+
+def test_a_run_writes_its_folder_and_resumes_in_it(tmp_path):
+    result = run(*TINY, "trainer.ckpt_every=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")  # outputs/<date>/<time>
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert (run_dir / "samples" / "last.png").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    result = run(f"resume={run_dir}", "trainer.steps=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and len(list((tmp_path / "outputs").glob("*/*"))) == 1
+    assert checkpoint.load(run_dir)["step"] == 3
+    assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))  # the first config is kept
+
+
+def test_multirun_sweep_writes_one_folder_per_value(tmp_path):
+    result = run("-m", "loss=minimax,nonsaturating", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/*/checkpoints/last.pt"))
+    assert len(jobs) == 2
+    losses = {checkpoint.load(j)["config"]["loss"]["name"] for j in jobs}
+    assert losses == {"minimax", "nonsaturating"}
+
+
+def test_folder_dataset_from_the_command_line(tmp_path):
+    write_images(tmp_path / "images", {"a": 4, "b": 4}, size=(28, 28))
+    result = run("dataset=folder", f"dataset.root={tmp_path / 'images'}", *TINY, "trainer.batch_size=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (grid,) = (tmp_path / "outputs").glob("*/*/samples/last.png")
+    assert Image.open(grid).mode == "RGB"
+
+
+@pytest.mark.parametrize("tool", ["gan-eval", "gan-sample"])
+def test_later_tools_say_they_are_not_yet_available(tool, tmp_path):
+    result = run(cwd=tmp_path, tool=tool)
+    assert result.returncode == 1 and "not yet available" in result.stderr

@@ -1,0 +1,138 @@
+"""The real conf/: every option of every group composes and builds; presets and comments."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_cli import UserError, registry
+from gan_cli.train import make_optimizers
+from tests.conftest import compose_config, write_images
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ["dataset", "generator", "discriminator", "loss", "optimizer", "model"]
+
+
+def options_of(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_options_and_a_registry_table():
+    for group in GROUPS:
+        assert options_of(group), group
+        if group != "model":  # a model is a preset of the others, not a component
+            assert set(options_of(group)) == set(registry.TABLES[group]), group
+
+
+# Data sets that need files this machine does not have: building them must fail with a one-line hint.
+NEEDS_FILES = {"mnist", "fashion_mnist", "cifar10", "celeba"}
+
+
+@pytest.mark.parametrize("name", options_of("dataset"))
+def test_every_dataset_option_composes_and_builds(name, tmp_path):
+    overrides = [f"dataset={name}"]
+    if name == "folder":
+        write_images(tmp_path / "imgs", {"a": 3, "b": 3})
+        overrides.append(f"dataset.root={tmp_path / 'imgs'}")
+    elif name in NEEDS_FILES:
+        overrides.append(f"dataset.root={tmp_path / 'empty'}")
+    cfg = compose_config(*overrides)
+    node = dict(cfg.dataset)
+    assert node["name"] == name
+    runtime = dict(batch_size=4, device=torch.device("cpu"), seed=0, num_workers=0)
+    if name in NEEDS_FILES:
+        with pytest.raises(UserError) as err:
+            registry.build("dataset", node, **runtime)
+        message = str(err.value)
+        assert str(tmp_path / "empty") in message and "dataset.root" in message and "\n" not in message
+        return
+    data = registry.build("dataset", node, **runtime)
+    real, _ = data.next()
+    assert real.shape == (4, *data.shape)
+
+
+@pytest.mark.parametrize("group", ["generator", "discriminator"])
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32), (2,)])
+def test_every_network_option_builds(group, shape):
+    for name in options_of(group):
+        node = dict(compose_config(f"{group}={name}")[group])
+        if name == "dcgan" and len(shape) == 1:
+            with pytest.raises(UserError, match="mlp"):
+                registry.build(group, node, shape=shape)
+            continue
+        net = registry.build(group, node, shape=shape)
+        x = torch.randn(3, net.z_dim) if group == "generator" else torch.randn(3, *shape)
+        out = net(x)
+        assert out.shape == ((3, *shape) if group == "generator" else (3,))
+
+
+def test_every_loss_and_optimizer_option_builds():
+    for name in options_of("loss"):
+        loss = registry.build("loss", dict(compose_config(f"loss={name}").loss))
+        assert torch.isfinite(loss.d_loss(torch.randn(4), torch.randn(4)))
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    for name in options_of("optimizer"):
+        node = dict(compose_config(f"optimizer={name}", "optimizer.d_lr=0.123").optimizer)
+        opt_G, opt_D = make_optimizers(node, G, D)
+        assert opt_G.param_groups[0]["lr"] == node["lr"]
+        assert opt_D.param_groups[0]["lr"] == 0.123
+
+
+def test_presets_pick_their_papers_settings():
+    gan = compose_config("model=gan")
+    assert (gan.generator.name, gan.discriminator.name, gan.loss.name) == ("mlp", "mlp", "minimax")
+    assert (gan.optimizer.name, gan.optimizer.lr, gan.optimizer.momentum) == ("sgd", 0.1, 0.5)
+    assert (gan.trainer.n_critic, gan.trainer.batch_size) == (1, 100)
+    dcgan = compose_config()  # the default
+    assert (dcgan.generator.name, dcgan.discriminator.name, dcgan.loss.name) == ("dcgan", "dcgan", "nonsaturating")
+    assert (dcgan.optimizer.name, dcgan.optimizer.lr, list(dcgan.optimizer.betas)) == ("adam", 2e-4, [0.5, 0.999])
+    assert dcgan.dataset.name == "digits" and dcgan.dataset.resolution == 32
+
+
+def test_single_keys_stay_overridable_after_a_preset():
+    cfg = compose_config("model=gan", "optimizer.lr=0.01", "trainer.batch_size=7", "loss=nonsaturating")
+    assert cfg.optimizer.lr == 0.01 and cfg.trainer.batch_size == 7 and cfg.loss.name == "nonsaturating"
+    assert cfg.generator.name == "mlp"
+    # Swapping the preset's optimizer works: presets set no keys that only one optimizer has.
+    cfg = compose_config("model=gan", "optimizer=adam")
+    make_optimizers(dict(cfg.optimizer), torch.nn.Linear(1, 1), torch.nn.Linear(1, 1))
+
+
+def test_trainer_has_the_documented_settings():
+    cfg = compose_config()
+    for key in ("steps", "batch_size", "n_critic", "sample_every", "ckpt_every", "log_every", "device"):
+        assert key in cfg.trainer, key
+    assert cfg.trainer.device == "auto" and "seed" in cfg and cfg.resume is None
+
+
+KEY_LINE = re.compile(r"^(\s*)([a-z_]+):\s*(\S.*)?$")
+
+
+def test_every_option_has_a_comment_beside_its_default():
+    """Every key a user may set is documented where it is defined (`name:` is the choice itself)."""
+    missing = []
+    files = [CONF / "train.yaml"] + sorted(CONF.glob("*/*.yaml"))
+    for path in files:
+        in_hydra = False
+        for line in path.read_text().splitlines():
+            if line.startswith("hydra:"):
+                in_hydra = True
+            if in_hydra or line.lstrip().startswith(("#", "-")):
+                continue
+            match = KEY_LINE.match(line)
+            if not match or match.group(2) in ("name", "defaults"):
+                continue
+            value = match.group(3)
+            is_block = value is None or value.startswith("#")
+            if path.parent.name == "model" and is_block:
+                continue  # a preset's `trainer:` heading
+            if "#" not in line and not (is_block and match.group(2) == "trainer"):
+                missing.append(f"{path.relative_to(CONF)}: {line.strip()}")
+    assert not missing, "options without a comment:\n" + "\n".join(missing)
+
+
+def test_every_preset_cites_its_paper():
+    for path in (CONF / "model").glob("*.yaml"):
+        text = path.read_text()
+        assert re.search(r"(19|20)\d\d", text) and ("et al." in text or "&" in text), path.name
