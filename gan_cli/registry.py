@@ -69,7 +69,8 @@ def build(group: str, node: dict, **runtime):
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise UserError(
-            f"{group} '{name}' has no option {', '.join(unknown)}; its options are: {', '.join(valid) or 'none'}"
+            f"{group} '{name}' has no option {', '.join(unknown)}; its options are: {', '.join(valid) or 'none'} "
+            f"(drop a key with ~{group}.{unknown[0]})"
         )
     try:
         return table[name](**kwargs, **runtime)

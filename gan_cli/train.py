@@ -53,6 +53,14 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def shown(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -168,7 +176,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
         data.load_state_dict(resume_state["data"])
         checkpoint.set_rng_state(resume_state["rng"])
         step = resume_state["step"]
-        log.info("resuming %s at step %d of %d", run_dir, step, t["steps"])
+        log.info("resuming %s at step %d of %d", shown(run_dir), step, t["steps"])
 
     ckpt_dir, sample_dir = run_dir / "checkpoints", run_dir / "samples"
     sample_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +186,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
         writer.add_text("config", "```\n" + OmegaConf.to_yaml(c) + "\n```")
     log.info(
         "training %s G + %s D (%s loss) on %s, %d steps on %s -> %s",
-        c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"], data.name, t["steps"], device, run_dir,
+        c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"], data.name, t["steps"], device, shown(run_dir),
     )
 
     def state_at(step: int) -> dict:
@@ -275,8 +283,8 @@ def train(cfg, run_dir, overrides=()) -> dict:
         write_checkpoint(step, periodic=False)
     writer.close()
     elapsed = time.perf_counter() - t_start
-    log.info("done: step %d in %.0f s; samples %s; checkpoint %s", step, elapsed, grid, ckpt_dir / "last.pt")
-    log.info("curves: tensorboard --logdir %s", run_dir)
+    log.info("done: step %d in %.0f s; samples %s; checkpoint %s", step, elapsed, shown(grid), shown(ckpt_dir / "last.pt"))
+    log.info("curves: tensorboard --logdir %s", shown(run_dir))
     return {"step": step, "run_dir": run_dir, "grid": grid, "checkpoint": ckpt_dir / "last.pt", "logged": logged}
 
 

@@ -79,10 +79,20 @@ def test_every_loss_and_optimizer_option_builds():
         assert opt_D.param_groups[0]["lr"] == 0.123
 
 
+def test_specialisations_name_a_preset_and_a_data_set():
+    for name in options_of("model_dataset"):
+        model, dataset = name.split("_", 1)
+        assert model in options_of("model") and dataset in options_of("dataset"), name
+    # model=gan uses dropout in D on images, none on the 2-D mixtures.
+    assert compose_config("model=gan").discriminator.dropout == 0.5
+    assert compose_config("model=gan", "dataset=toy2d").discriminator.dropout == 0.0
+    assert compose_config("model=gan", "dataset=toy2d", "discriminator.dropout=0.2").discriminator.dropout == 0.2
+
+
 def test_presets_pick_their_papers_settings():
     gan = compose_config("model=gan")
     assert (gan.generator.name, gan.discriminator.name, gan.loss.name) == ("mlp", "mlp", "minimax")
-    assert (gan.optimizer.name, gan.optimizer.lr, gan.optimizer.momentum) == ("sgd", 0.1, 0.5)
+    assert (gan.optimizer.name, gan.optimizer.lr) == ("adam", 2e-4)
     assert (gan.trainer.n_critic, gan.trainer.batch_size) == (1, 100)
     dcgan = compose_config()  # the default
     assert (dcgan.generator.name, dcgan.discriminator.name, dcgan.loss.name) == ("dcgan", "dcgan", "nonsaturating")
@@ -95,7 +105,7 @@ def test_single_keys_stay_overridable_after_a_preset():
     assert cfg.optimizer.lr == 0.01 and cfg.trainer.batch_size == 7 and cfg.loss.name == "nonsaturating"
     assert cfg.generator.name == "mlp"
     # Swapping the preset's optimizer works: presets set no keys that only one optimizer has.
-    cfg = compose_config("model=gan", "optimizer=adam")
+    cfg = compose_config("model=gan", "optimizer=sgd")
     make_optimizers(dict(cfg.optimizer), torch.nn.Linear(1, 1), torch.nn.Linear(1, 1))
 
 
@@ -125,7 +135,7 @@ def test_every_option_has_a_comment_beside_its_default():
                 continue
             value = match.group(3)
             is_block = value is None or value.startswith("#")
-            if path.parent.name == "model" and is_block:
+            if path.parent.name in ("model", "model_dataset") and is_block:
                 continue  # a preset's `trainer:` heading
             if "#" not in line and not (is_block and match.group(2) == "trainer"):
                 missing.append(f"{path.relative_to(CONF)}: {line.strip()}")
