@@ -4,14 +4,39 @@ A loss never runs G or D (except inside a penalty) and never calls backward: the
 loop does. The sigmoid is folded into the loss in its numerically stable softplus form:
     -log sigmoid(s)     = softplus(-s)
     -log(1 - sigmoid(s)) = softplus(s)
+Every loss takes `r1_gamma`: the R1 penalty (gamma / 2) E||grad D(real)||^2 of Mescheder et al.
+2018, off at 0.
 """
 
 import torch
 import torch.nn.functional as F
 
+from gan_cli import UserError
+
+
+def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """||dD(x)/dx||_2 per item, in float32 whatever precision the caller runs in.
+
+    Autocast is switched off around D here: a gradient penalty taken through half-precision
+    activations loses the small gradients it is meant to measure.
+    """
+    x = x.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        scores = D(x)
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=create_graph)
+    return grad.flatten(1).norm(dim=1)
+
 
 class GANLoss:
     """Base of every objective: `d_loss` and `g_loss` are minimised by D and G."""
+
+    critic = False  # True where D's scores estimate a distance (WGAN): the loop then logs the estimate
+
+    def __init__(self, r1_gamma: float = 0.0):
+        if r1_gamma < 0:
+            raise UserError(f"loss r1_gamma must be >= 0, got {r1_gamma}")
+        self.r1_gamma = float(r1_gamma)
+        self.last = {}  # penalty values of the last D step, for logging
 
     def d_loss(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -20,11 +45,19 @@ class GANLoss:
         raise NotImplementedError
 
     def penalty(self, D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
-        """An extra term of D's loss that needs D itself (e.g. a gradient penalty); None if none."""
-        return None
+        """Extra terms of D's loss that need D itself (here R1); None where there are none."""
+        if not self.r1_gamma:
+            return None
+        r1 = self.r1_gamma / 2 * input_gradient_norm(D, real, create_graph=True).square().mean()
+        self.last["penalty/r1"] = r1.detach()
+        return r1
 
     def after_d_step(self, D) -> None:
         """Called after every D update (e.g. WGAN's weight clipping)."""
+
+    def diagnostics(self, D) -> dict:
+        """Extra scalars for TensorBoard, as tensors (read only on logging steps)."""
+        return dict(self.last)
 
 
 class Minimax(GANLoss):
@@ -43,3 +76,79 @@ class NonSaturating(Minimax):
 
     def g_loss(self, fake_scores):
         return F.softplus(-fake_scores).mean()
+
+
+class LeastSquares(GANLoss):
+    """LSGAN (Mao et al. 2017) with the 0-1 coding a = 0 (fake), b = 1 (real), c = 1 (G's target):
+    D minimises 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]; G minimises 1/2 E[(D(G(z)) - 1)^2]."""
+
+    def d_loss(self, real_scores, fake_scores):
+        return 0.5 * (real_scores - 1).square().mean() + 0.5 * fake_scores.square().mean()
+
+    def g_loss(self, fake_scores):
+        return 0.5 * (fake_scores - 1).square().mean()
+
+
+class Hinge(GANLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D minimises E[max(0, 1 - D(x))] +
+    E[max(0, 1 + D(G(z)))]; G minimises -E[D(G(z))]."""
+
+    def d_loss(self, real_scores, fake_scores):
+        return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+    def g_loss(self, fake_scores):
+        return -fake_scores.mean()
+
+
+class Wasserstein(GANLoss):
+    """WGAN (Arjovsky et al. 2017): the critic minimises E[D(G(z))] - E[D(x)], G minimises -E[D(G(z))],
+    and every critic weight is clipped to [-clip, clip] after each critic step (clip 0 = no clipping)."""
+
+    critic = True
+
+    def __init__(self, clip: float = 0.01, r1_gamma: float = 0.0):
+        super().__init__(r1_gamma)
+        if clip < 0:
+            raise UserError(f"loss clip must be >= 0 (0 = no clipping), got {clip}")
+        self.clip = float(clip)
+
+    def d_loss(self, real_scores, fake_scores):
+        return fake_scores.mean() - real_scores.mean()
+
+    def g_loss(self, fake_scores):
+        return -fake_scores.mean()
+
+    @torch.no_grad()
+    def after_d_step(self, D):
+        if self.clip:
+            torch._foreach_clamp_min_(params := list(D.parameters()), -self.clip)
+            torch._foreach_clamp_max_(params, self.clip)
+
+    @torch.no_grad()
+    def diagnostics(self, D):
+        stats = super().diagnostics(D)
+        if self.clip:
+            weights = torch.cat([p.flatten() for p in D.parameters()])
+            stats["critic/clipped_share"] = (weights.abs() >= self.clip * (1 - 1e-6)).float().mean()
+        return stats
+
+
+class WassersteinGP(Wasserstein):
+    """WGAN-GP (Gulrajani et al. 2017): the WGAN objective without clipping, plus
+    gp_weight * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates x_hat = eps x + (1 - eps) G(z),
+    eps ~ U[0, 1] per item."""
+
+    def __init__(self, gp_weight: float = 10.0, r1_gamma: float = 0.0):
+        super().__init__(clip=0.0, r1_gamma=r1_gamma)
+        if gp_weight < 0:
+            raise UserError(f"loss gp_weight must be >= 0, got {gp_weight}")
+        self.gp_weight = float(gp_weight)
+
+    def penalty(self, D, real, fake):
+        r1 = super().penalty(D, real, fake)
+        # One eps per item, broadcast over every other dimension: works for images and points alike.
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=torch.float32)
+        x_hat = torch.lerp(fake.detach().float(), real.detach().float(), eps)
+        gp = self.gp_weight * (input_gradient_norm(D, x_hat, create_graph=True) - 1).square().mean()
+        self.last["penalty/gradient"] = gp.detach()
+        return gp if r1 is None else gp + r1

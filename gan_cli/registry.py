@@ -40,7 +40,14 @@ DATASETS = {
 }
 GENERATORS = {"mlp": mlp.MLPGenerator, "dcgan": dcgan.DCGANGenerator}
 DISCRIMINATORS = {"mlp": mlp.MLPDiscriminator, "dcgan": dcgan.DCGANDiscriminator}
-LOSSES = {"minimax": losses.Minimax, "nonsaturating": losses.NonSaturating}
+LOSSES = {
+    "minimax": losses.Minimax,
+    "nonsaturating": losses.NonSaturating,
+    "lsgan": losses.LeastSquares,
+    "hinge": losses.Hinge,
+    "wgan": losses.Wasserstein,
+    "wgan_gp": losses.WassersteinGP,
+}
 OPTIMIZERS = {"adam": adam, "rmsprop": rmsprop, "sgd": sgd}
 
 TABLES = {

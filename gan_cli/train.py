@@ -9,6 +9,7 @@
 `main()` is the console script: Hydra composes conf/ and hands the config to it.
 """
 
+import copy
 import logging
 import random
 import re
@@ -24,7 +25,8 @@ from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from gan_cli import UserError, checkpoint, plots, registry
+from gan_cli import UserError, checkpoint, losses, plots, registry
+from gan_cli.metrics import toy2d as toy2d_metrics
 
 log = logging.getLogger("gan_cli.train")
 
@@ -75,6 +77,17 @@ def check_trainer(t: dict) -> None:
     for key in ("sample_every", "ckpt_every", "num_workers"):
         if not isinstance(t[key], int) or t[key] < 0:
             raise UserError(f"trainer.{key} must be a non-negative integer (0 = off), got {t[key]!r}")
+    if not isinstance(t["g_ema"], (int, float)) or not 0 <= t["g_ema"] < 1:
+        raise UserError(f"trainer.g_ema must be in [0, 1) (0 = off, 0.999 is typical), got {t['g_ema']!r}")
+
+
+@torch.no_grad()
+def update_ema(G_ema, G, decay: float) -> None:
+    """G_ema <- decay * G_ema + (1 - decay) * G for the weights; buffers (batch-norm statistics) are copied."""
+    ema_params, params = list(G_ema.parameters()), list(G.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
 
 
 def plain_config(cfg) -> dict:
@@ -106,6 +119,28 @@ def resumed_config(saved: dict, overrides) -> dict:
     return OmegaConf.to_container(config)
 
 
+CONV_NETS = ("dcgan",)
+
+
+def vector_nets(c: dict) -> list[str]:
+    """On vector data (toy2d) the conv nets give way to the mlp ones, as in the WGAN-GP paper's toy runs.
+
+    A replaced node takes conf/<group>/mlp.yaml's defaults plus the options both nets share
+    (z_dim, spectral_norm). Returns the groups replaced; `c` is changed in place.
+    """
+    import importlib.resources
+
+    replaced = []
+    for group in ("generator", "discriminator"):
+        if c[group]["name"] in CONV_NETS:
+            text = importlib.resources.files("gan_cli.conf").joinpath(group, "mlp.yaml").read_text()
+            node = OmegaConf.to_container(OmegaConf.create(text))
+            shared = set(registry.options(group, "mlp")) & set(c[group])
+            c[group] = {**node, **{k: c[group][k] for k in shared}}
+            replaced.append(group)
+    return replaced
+
+
 def make_optimizers(node: dict, G, D):
     """One optimizer each for G and D; `d_lr` (null = lr) sets D's learning rate."""
     node = dict(node)
@@ -119,15 +154,18 @@ def make_optimizers(node: dict, G, D):
 
 
 @torch.no_grad()
-def draw_samples(G, fixed_z, data) -> np.ndarray:
-    """G's output for the fixed z, drawn as an image grid (or a scatter plot over the mixture's modes)."""
+def draw_samples(G, fixed_z, data) -> tuple[np.ndarray, dict]:
+    """G's output for the fixed z, drawn as an image grid, or for toy2d as a scatter plot over the
+    mixture's modes with the mode-collapse metrics (returned too)."""
     was_training = G.training
     G.eval()
     fake = G(fixed_z)
     G.train(was_training)
     if len(data.shape) == 1:
-        return plots.scatter(fake, getattr(data, "centres", None), title=data.name)
-    return plots.image_grid(fake)
+        metrics = toy2d_metrics.mode_metrics(fake, data.centres, data.sigma)
+        title = f"{data.name}: {toy2d_metrics.summary(metrics, len(data.centres))}"
+        return plots.scatter(fake, data.centres, title=title), metrics
+    return plots.image_grid(fake), {}
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -159,10 +197,14 @@ def train(cfg, run_dir, overrides=()) -> dict:
     data = registry.build(
         "dataset", c["dataset"], batch_size=t["batch_size"], device=device, seed=c["seed"], num_workers=t["num_workers"]
     )
+    if len(data.shape) == 1 and (replaced := vector_nets(c)):
+        log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
     G = registry.build("generator", c["generator"], shape=data.shape).to(device)
     D = registry.build("discriminator", c["discriminator"], shape=data.shape).to(device)
     loss = registry.build("loss", c["loss"])
     opt_G, opt_D = make_optimizers(c["optimizer"], G, D)
+    # G_ema: an exponential moving average of G's weights, used for samples when enabled.
+    G_ema = copy.deepcopy(G).requires_grad_(False) if t["g_ema"] else None
     # The fixed z of the sample grid comes from the seed alone, so a resumed run draws the same grid.
     n_fixed = t["grid_size"] * (40 if len(data.shape) == 1 else 1)
     fixed_z = torch.randn(n_fixed, G.z_dim, generator=torch.Generator().manual_seed(c["seed"])).to(device)
@@ -170,6 +212,8 @@ def train(cfg, run_dir, overrides=()) -> dict:
     step = 0
     if resume_state is not None:
         G.load_state_dict(resume_state["G"])
+        if G_ema is not None:
+            G_ema.load_state_dict(resume_state.get("G_ema") or resume_state["G"])
         D.load_state_dict(resume_state["D"])
         opt_G.load_state_dict(resume_state["opt_G"])
         opt_D.load_state_dict(resume_state["opt_D"])
@@ -194,6 +238,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
             "format": checkpoint.FORMAT,
             "step": step,
             "G": G.state_dict(),
+            "G_ema": None if G_ema is None else G_ema.state_dict(),
             "D": D.state_dict(),
             "opt_G": opt_G.state_dict(),
             "opt_D": opt_D.state_dict(),
@@ -204,11 +249,14 @@ def train(cfg, run_dir, overrides=()) -> dict:
         }
 
     def write_samples(step: int) -> Path:
-        picture = draw_samples(G, fixed_z, data)
+        picture, metrics = draw_samples(G if G_ema is None else G_ema, fixed_z, data)
         path = sample_dir / f"step_{step:07d}.png"
         plots.save_png(picture, path)
         plots.save_png(picture, sample_dir / "last.png")
         writer.add_image("samples", picture, step, dataformats="HWC")
+        for name, value in metrics.items():
+            writer.add_scalar(f"modes/{name}", value, step)
+        final_metrics.update(metrics)
         return path
 
     def write_checkpoint(step: int, periodic: bool) -> None:
@@ -224,7 +272,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
     if step >= steps:
         log.info("the run is already at step %d of %d; raise trainer.steps to train further", step, steps)
     bar = tqdm(total=steps, initial=step, desc="train", unit="step", disable=not t["progress"], dynamic_ncols=True)
-    logged = {}
+    logged, final_metrics = {}, {}
     t_log, step_log, t_start = time.perf_counter(), step, time.perf_counter()
     G.train()
     D.train()
@@ -257,12 +305,24 @@ def train(cfg, run_dir, overrides=()) -> dict:
         loss_G.backward()
         opt_G.step()
         D.requires_grad_(True)
+        if G_ema is not None:
+            update_ema(G_ema, G, t["g_ema"])
 
         bar.update(1)
         # Scalars are read (one host sync) only on logging steps.
         if step % t["log_every"] == 0 or step == steps:
-            values = torch.stack([loss_D.detach(), loss_G.detach(), real_scores.detach().mean(), fake_scores.detach().mean()])
-            logged = dict(zip(("loss/D", "loss/G", "D/real_score", "D/fake_score"), values.tolist()))
+            stats = {
+                "loss/D": loss_D.detach(),
+                "loss/G": loss_G.detach(),
+                "D/real_score": real_scores.detach().mean(),
+                "D/fake_score": fake_scores.detach().mean(),
+                # The size of D's input gradient at real data: large values mean a sharp, overconfident D.
+                "D/grad_norm": losses.input_gradient_norm(D, real, create_graph=False).mean(),
+                **loss.diagnostics(D),
+            }
+            if loss.critic:  # the critic's estimate of the Wasserstein distance
+                stats["critic/wasserstein"] = stats["D/real_score"] - stats["D/fake_score"]
+            logged = dict(zip(stats, torch.stack([v.float() for v in stats.values()]).tolist()))
             now = time.perf_counter()
             logged["speed/steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
             t_log, step_log = now, step
@@ -285,7 +345,16 @@ def train(cfg, run_dir, overrides=()) -> dict:
     elapsed = time.perf_counter() - t_start
     log.info("done: step %d in %.0f s; samples %s; checkpoint %s", step, elapsed, shown(grid), shown(ckpt_dir / "last.pt"))
     log.info("curves: tensorboard --logdir %s", shown(run_dir))
-    return {"step": step, "run_dir": run_dir, "grid": grid, "checkpoint": ckpt_dir / "last.pt", "logged": logged}
+    if final_metrics:
+        log.info("modes at step %d: %s", step, toy2d_metrics.summary(final_metrics, len(data.centres)))
+    return {
+        "step": step,
+        "run_dir": run_dir,
+        "grid": grid,
+        "checkpoint": ckpt_dir / "last.pt",
+        "logged": logged,
+        "modes": final_metrics,
+    }
 
 
 # --- the console script --------------------------------------------------------------------------

@@ -76,3 +76,29 @@ def test_mlp_bad_options():
         MLPGenerator((2,), hidden=[])
     with pytest.raises(UserError, match="dropout"):
         MLPDiscriminator((2,), dropout=1.5)
+
+
+def test_spectral_norm_bounds_every_layer():
+    torch.manual_seed(0)
+    D = DCGANDiscriminator((1, 16, 16), width=4, norm="none", spectral_norm=True)
+    for _ in range(30):  # the power iteration converges over forward passes
+        D(torch.randn(2, 1, 16, 16))
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    for m in convs:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.05)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    mlp = MLPDiscriminator((2,), hidden=[8], spectral_norm=True)
+    assert all(hasattr(m, "parametrizations") for m in mlp.modules() if isinstance(m, nn.Linear))
+
+
+def test_layer_norm_critic_has_no_batch_statistics():
+    D = DCGANDiscriminator((3, 32, 32), width=4, norm="layer")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    assert sum(isinstance(m, nn.GroupNorm) and m.num_groups == 1 for m in D.modules()) == 2
+    # Per-item normalisation: an item's score does not depend on the rest of the batch.
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(D(x)[:1], D(x[:1]), atol=1e-6)
+    with pytest.raises(UserError, match="batch, layer, none"):
+        DCGANDiscriminator((3, 32, 32), norm="instance")

@@ -14,7 +14,8 @@ def test_build_passes_options_and_runtime_facts():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UserError) as err:
         registry.build("loss", {"name": "hinj"})
-    assert str(err.value) == "unknown loss 'hinj'; choose one of: minimax, nonsaturating"
+    choices = "minimax, nonsaturating, lsgan, hinge, wgan, wgan_gp"
+    assert str(err.value) == f"unknown loss 'hinj'; choose one of: {choices}"
 
 
 def test_unknown_option_lists_the_valid_options():

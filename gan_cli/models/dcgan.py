@@ -29,6 +29,16 @@ def _num_stages(shape, who: str) -> int:
     return h.bit_length() - 3  # log2(h) - log2(4)
 
 
+def apply_spectral_norm(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight: each layer's
+    weight is divided by its largest singular value, estimated by one power iteration per forward pass."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            apply_spectral_norm(child)
+
+
 def init_dcgan_weights(module: nn.Module) -> None:
     """The paper's initialisation: conv weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0."""
     for m in module.modules():
@@ -36,7 +46,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -71,20 +81,33 @@ class DCGANGenerator(nn.Module):
         return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
 
 
+NORMS = ("batch", "layer", "none")
+
+
+def _norm_layer(norm: str, channels: int) -> list[nn.Module]:
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if norm == "layer":  # per-item statistics over (C, H, W): what WGAN-GP advises for a critic
+        return [nn.GroupNorm(1, channels)]
+    return []
+
+
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, shape, width: int = 64):
+    def __init__(self, shape, width: int = 64, norm: str = "batch", spectral_norm: bool = False):
         super().__init__()
         if width < 1:
             raise UserError(f"discriminator width must be positive, got {width}")
+        if norm not in NORMS:
+            raise UserError(f"unknown discriminator.norm '{norm}'; choose one of: {', '.join(NORMS)}")
         self.shape = tuple(shape)
         stages = _num_stages(self.shape, "discriminator")
-        # Input layer: no batch norm.
+        # Input layer: no normalisation.
         layers = [nn.Conv2d(self.shape[0], width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         channels = width
         for _ in range(stages - 1):
             layers += [
-                nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(channels * 2),
+                nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=norm == "none"),
+                *_norm_layer(norm, channels * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             channels *= 2
@@ -92,6 +115,8 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from gan_cli import UserError
+from gan_cli.models.dcgan import apply_spectral_norm
 
 
 def _check_hidden(hidden) -> list[int]:
@@ -39,7 +40,7 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """data -> LeakyReLU(0.2) hidden layers -> one raw score per item."""
 
-    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0):
+    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0, spectral_norm: bool = False):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"discriminator dropout must be in [0, 1), got {dropout}")
@@ -52,6 +53,8 @@ class MLPDiscriminator(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)

@@ -1,0 +1,1 @@
+"""Metric math, kept pure: tensors in, numbers out. Feature extraction and I/O live elsewhere."""
