@@ -146,3 +146,26 @@ def test_every_preset_cites_its_paper():
     for path in (CONF / "model").glob("*.yaml"):
         text = path.read_text()
         assert re.search(r"(19|20)\d\d", text) and ("et al." in text or "&" in text), path.name
+
+
+def test_wgan_gp_on_celeba_builds_a_64_pixel_critic_pair():
+    cfg = compose_config("model=wgan_gp", "dataset=celeba")
+    assert cfg.dataset.resolution == 64 and cfg.discriminator.norm == "layer"
+    assert (cfg.loss.name, cfg.loss.gp_weight, cfg.trainer.n_critic) == ("wgan_gp", 10.0, 5)
+    assert (cfg.optimizer.lr, list(cfg.optimizer.betas)) == (1e-4, [0.0, 0.9])
+    shape = (3, 64, 64)
+    G = registry.build("generator", dict(cfg.generator), shape=shape)
+    D = registry.build("discriminator", dict(cfg.discriminator), shape=shape)
+    x = G(torch.randn(2, G.z_dim))
+    assert x.shape == (2, *shape) and D(x).shape == (2,)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+
+
+def test_family_presets_use_their_papers_settings():
+    wgan = compose_config("model=wgan")
+    assert (wgan.loss.name, wgan.loss.clip, wgan.optimizer.name, wgan.optimizer.lr) == ("wgan", 0.01, "rmsprop", 5e-5)
+    assert wgan.trainer.n_critic == 5
+    sngan = compose_config("model=sngan")
+    assert (sngan.loss.name, sngan.discriminator.spectral_norm, sngan.discriminator.norm) == ("hinge", True, "none")
+    assert (sngan.optimizer.lr, list(sngan.optimizer.betas), sngan.trainer.n_critic) == (2e-4, [0.0, 0.9], 5)
+    assert compose_config("model=lsgan").loss.name == "lsgan"
