@@ -85,7 +85,15 @@ def main():
         args.steps, args.seeds = 1000, args.seeds[:1]
     register_resolvers()
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/toy2d_modes.py " + " ".join(sys.argv[1:])
+    # The command that reproduces the numbers (where the files go does not change them).
+    argv, shown_args = sys.argv[1:], []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--out":
+            argv = argv[1:]
+        elif not arg.startswith("--out="):
+            shown_args.append(arg)
+    command = "python benchmarks/toy2d_modes.py " + " ".join(shown_args)
 
     rows, pictures = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
