@@ -86,6 +86,7 @@ def test_specialisations_name_a_preset_and_a_data_set():
     # model=gan uses dropout in D on images, none on the 2-D mixtures.
     assert compose_config("model=gan").discriminator.dropout == 0.5
     assert compose_config("model=gan", "dataset=toy2d").discriminator.dropout == 0.0
+    assert compose_config("model=gan", "dataset=toy2d").generator.z_dim == 2
     assert compose_config("model=gan", "dataset=toy2d", "discriminator.dropout=0.2").discriminator.dropout == 0.2
 
 
