@@ -102,3 +102,5 @@ def test_layer_norm_critic_has_no_batch_statistics():
     assert torch.allclose(D(x)[:1], D(x[:1]), atol=1e-6)
     with pytest.raises(UserError, match="batch, layer, none"):
         DCGANDiscriminator((3, 32, 32), norm="instance")
+    with pytest.raises(UserError, match="spectral_norm must be true or false"):
+        MLPDiscriminator((2,), spectral_norm="yes")

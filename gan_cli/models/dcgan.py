@@ -29,6 +29,12 @@ def _num_stages(shape, who: str) -> int:
     return h.bit_length() - 3  # log2(h) - log2(4)
 
 
+def check_flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def apply_spectral_norm(module: nn.Module) -> None:
     """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight: each layer's
     weight is divided by its largest singular value, estimated by one power iteration per forward pass."""
@@ -115,7 +121,7 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
-        if spectral_norm:
+        if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

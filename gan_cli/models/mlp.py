@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models.dcgan import apply_spectral_norm
+from gan_cli.models.dcgan import apply_spectral_norm, check_flag
 
 
 def _check_hidden(hidden) -> list[int]:
@@ -53,7 +53,7 @@ class MLPDiscriminator(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
-        if spectral_norm:
+        if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
