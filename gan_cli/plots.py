@@ -18,10 +18,9 @@ def image_grid(images: torch.Tensor, nrow: int | None = None) -> np.ndarray:
 def scatter(points: torch.Tensor, centres: torch.Tensor | None = None, size: int = 480, title: str = "") -> np.ndarray:
     """2-D points (blue) and the mixture's centres (red crosses) -> a uint8 H x W x 3 plot with a light grid."""
     points = points.detach().float().cpu().numpy()
-    refs = points if centres is None else np.concatenate([points, centres.detach().float().cpu().numpy()])
     # A square view around the centres (or the points), with a margin.
-    span_src = refs if centres is None else centres.detach().float().cpu().numpy()
-    lo, hi = span_src.min(0), span_src.max(0)
+    frame = points if centres is None else centres.detach().float().cpu().numpy()
+    lo, hi = frame.min(0), frame.max(0)
     half = max(float((hi - lo).max()) / 2, 0.5) * 1.25
     mid = (lo + hi) / 2
     left, top, plot = 40, 24, size - 56
