@@ -121,7 +121,8 @@ class Wasserstein(GANLoss):
     @torch.no_grad()
     def after_d_step(self, D):
         if self.clip:
-            torch._foreach_clamp_min_(params := list(D.parameters()), -self.clip)
+            params = list(D.parameters())
+            torch._foreach_clamp_min_(params, -self.clip)
             torch._foreach_clamp_max_(params, self.clip)
 
     @torch.no_grad()

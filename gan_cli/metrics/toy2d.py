@@ -7,6 +7,7 @@ The reverse KL is KL(p || uniform) for p the histogram of all samples over their
 
 import torch
 
+
 def mode_metrics(samples: torch.Tensor, centres: torch.Tensor, sigma: float, threshold: float = 3.0) -> dict:
     """{"modes": captured modes, "hq_percent": % high-quality samples, "reverse_kl": KL(p || uniform)}."""
     samples, centres = samples.detach().double().cpu(), centres.detach().double().cpu()
@@ -23,6 +24,7 @@ def mode_metrics(samples: torch.Tensor, centres: torch.Tensor, sigma: float, thr
         "hq_percent": 100.0 * float(high_quality.double().mean()),
         "reverse_kl": max(reverse_kl, 0.0),  # a tiny negative is rounding
     }
+
 
 def summary(metrics: dict, total_modes: int) -> str:
     return (f"{metrics['modes']}/{total_modes} modes, {metrics['hq_percent']:.1f}% high quality, "

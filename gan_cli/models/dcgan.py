@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from gan_cli import UserError
+from gan_cli.models import apply_spectral_norm, check_flag
 
 
 def _num_stages(shape, who: str) -> int:
@@ -27,22 +28,6 @@ def _num_stages(shape, who: str) -> int:
             "set dataset.resolution to 16, 32, 64, ..."
         )
     return h.bit_length() - 3  # log2(h) - log2(4)
-
-
-def check_flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def apply_spectral_norm(module: nn.Module) -> None:
-    """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight: each layer's
-    weight is divided by its largest singular value, estimated by one power iteration per forward pass."""
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Conv2d, nn.Linear)):
-            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
-        else:
-            apply_spectral_norm(child)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

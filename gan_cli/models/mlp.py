@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models.dcgan import apply_spectral_norm, check_flag
+from gan_cli.models import apply_spectral_norm, check_flag
 
 
 def _check_hidden(hidden) -> list[int]:
