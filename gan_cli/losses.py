@@ -17,14 +17,15 @@ from gan_cli import UserError
 def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
     """||dD(x)/dx||_2 per item, in float32 whatever precision the caller runs in.
 
-    Autocast is switched off around D here: a gradient penalty taken through half-precision
+    Autocast is switched off around D, its backward pass and the norm: a penalty taken through half-precision
     activations loses the small gradients it is meant to measure.
     """
     x = x.detach().float().requires_grad_(True)
+    # The backward pass and the norm inside the block too: autocast reaches the ops autograd runs.
     with torch.autocast(device_type=x.device.type, enabled=False):
         scores = D(x)
-    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=create_graph)
-    return grad.flatten(1).norm(dim=1)
+        (grad,) = torch.autograd.grad(scores.float().sum(), x, create_graph=create_graph)
+        return grad.flatten(1).norm(dim=1)
 
 
 class GANLoss:
