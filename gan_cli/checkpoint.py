@@ -9,7 +9,6 @@ import os
 import pickle
 import random
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +92,7 @@ def load(path) -> dict:
         raise UserError(
             f"refusing to load {path}: it holds more than tensors and plain data ({first[:200]})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # a damaged file fails in many ways (EOFError, BadZipFile, KeyError, ...)
         raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a gan-cli checkpoint")

@@ -31,6 +31,8 @@ def test_wheel_holds_every_config_and_the_console_scripts(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for yaml in ROOT.glob("conf/**/*.yaml"):
         assert f"gan_cli/conf/{yaml.relative_to(ROOT / 'conf').as_posix()}" in names, yaml
+    for module in ROOT.glob("gan_cli/**/*.py"):  # every subpackage is listed in pyproject.toml
+        assert module.relative_to(ROOT).as_posix() in names, module
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in ("gan-train = gan_cli.train:main", "gan-eval", "gan-sample"):
@@ -42,7 +44,7 @@ def test_installed_wheel_composes_its_configs_from_another_folder(wheel, tmp_pat
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     code = (
-        "import gan_cli, hydra; from hydra import compose, initialize_config_module\n"
+        "import gan_cli, hydra, gan_cli.train; from hydra import compose, initialize_config_module\n"
         "assert gan_cli.__file__.startswith(%r), gan_cli.__file__\n"
         "with initialize_config_module(config_module='gan_cli.conf', version_base='1.3'):\n"
         "    cfg = compose('train', overrides=['model=gan'])\n"
