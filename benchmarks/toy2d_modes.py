@@ -1,16 +1,23 @@
 """Mode collapse on the 2-D mixtures: every preset, ring and grid, several seeds, beside PacGAN's rows.
 
     python benchmarks/toy2d_modes.py                      # the full run: 20,000 steps, 3 seeds
-    python benchmarks/toy2d_modes.py --steps 3000 --seeds 0 1 2
+    python benchmarks/toy2d_modes.py --steps 10000 --jobs 2   # two runs at a time, one thread each
     python benchmarks/toy2d_modes.py --quick              # 1,000 steps, one seed: a smoke run
 
 Each run is `gan-train model=<preset> dataset=toy2d dataset.mixture=<mixture> seed=<seed>` with
 trainer.steps set to the budget; the metrics are the PacGAN protocol on the run's 2,560 fixed-z
 samples at its last step (gan_cli/metrics/toy2d.py). Writes a Markdown table and a PNG of the final
-scatter plots (first seed) to --out (default benchmarks/results/).
+scatter plots (first seed) to --out (default benchmarks/results/), named by the step budget.
+
+Each finished run is appended to <out>/toy2d_runs.jsonl with a hash of its composed config; a rerun
+reuses a stored result only when that hash matches (same preset settings, steps and seed), so an
+interrupted benchmark continues where it stopped and a changed preset is trained again.
 """
 
 import argparse
+import hashlib
+import json
+import os
 import platform
 import statistics
 import sys
@@ -21,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from PIL import Image
 
 import gan_cli
@@ -35,7 +43,7 @@ PRESETS = ["gan", "dcgan", "lsgan", "wgan", "wgan_gp", "sngan"]
 MODES = {"ring": 8, "grid": 25}
 
 
-def run_one(preset, mixture, seed, steps, folder):
+def compose_run(preset, mixture, seed, steps):
     overrides = [
         f"model={preset}",
         "dataset=toy2d",
@@ -49,9 +57,26 @@ def run_one(preset, mixture, seed, steps, folder):
     ]
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    start = time.perf_counter()
-    result = train(cfg, folder)
-    return result["modes"], time.perf_counter() - start, result["grid"]
+    settings = OmegaConf.to_container(cfg)
+    settings.pop("hydra", None)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return cfg, key
+
+
+def run_one(preset, mixture, seed, steps, picture_path, threads):
+    """One training run in a scratch folder; returns its metrics and time, and saves its scatter plot."""
+    torch.set_num_threads(threads)
+    register_resolvers()
+    cfg, key = compose_run(preset, mixture, seed, steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train(cfg, Path(tmp))
+        seconds = time.perf_counter() - start
+        if picture_path is not None:
+            picture_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(result["grid"]).save(picture_path)
+    return {"preset": preset, "mixture": mixture, "seed": seed, "steps": steps, "config": key,
+            "metrics": result["modes"], "seconds": seconds, "threads": threads}
 
 
 def mean_std(values, digits):
@@ -79,6 +104,7 @@ def main():
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--mixtures", nargs="+", default=["ring", "grid"])
     parser.add_argument("--quick", action="store_true", help="1,000 steps and one seed")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on its own process")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.quick:
@@ -94,56 +120,90 @@ def main():
         elif not arg.startswith("--out="):
             shown_args.append(arg)
     command = "python benchmarks/toy2d_modes.py " + " ".join(shown_args)
+    # Runs share the cores: with several jobs each gets an equal share of threads.
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else torch.get_num_threads()
 
-    rows, pictures = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mixture in args.mixtures:
-            for preset in args.presets:
-                results = []
-                for seed in args.seeds:
-                    folder = Path(tmp) / f"{mixture}-{preset}-{seed}"
-                    metrics, seconds, grid = run_one(preset, mixture, seed, args.steps, folder)
-                    results.append((metrics, seconds))
-                    print(f"{mixture:4s} {preset:8s} seed {seed}: {metrics['modes']:2d}/{MODES[mixture]} modes, "
-                          f"{metrics['hq_percent']:5.1f}% HQ, reverse KL {metrics['reverse_kl']:.3f} ({seconds:.0f} s)",
-                          flush=True)
-                    if seed == args.seeds[0]:
-                        pictures[(mixture, preset)] = np.asarray(Image.open(grid).convert("RGB"))
-                rows[(mixture, preset)] = results
+    store = args.out / "toy2d_runs.jsonl"
+    done = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            entry = json.loads(line)
+            done[(entry["preset"], entry["mixture"], entry["seed"], entry["steps"], entry["config"])] = entry
+    pictures_dir = args.out / f"toy2d_scatter_{args.steps}_steps"
+    todo, rows = [], {}
+    for mixture in args.mixtures:
+        for preset in args.presets:
+            for seed in args.seeds:
+                _, key = compose_run(preset, mixture, seed, args.steps)
+                picture = pictures_dir / f"{mixture}-{preset}.png" if seed == args.seeds[0] else None
+                entry = done.get((preset, mixture, seed, args.steps, key))
+                if entry is not None and (picture is None or picture.exists()):
+                    rows[(mixture, preset, seed)] = entry
+                else:
+                    todo.append((preset, mixture, seed, args.steps, picture, threads))
+    print(f"{len(rows)} runs stored, {len(todo)} to train", flush=True)
+
+    def finished(entry):
+        rows[(entry["mixture"], entry["preset"], entry["seed"])] = entry
+        with store.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        m = entry["metrics"]
+        print(f"{entry['mixture']:4s} {entry['preset']:8s} seed {entry['seed']}: {m['modes']:2d}/{MODES[entry['mixture']]}"
+              f" modes, {m['hq_percent']:5.1f}% HQ, reverse KL {m['reverse_kl']:.3f} ({entry['seconds']:.0f} s)", flush=True)
+
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(run_one, *job) for job in todo]):
+                finished(future.result())
+    else:
+        for job in todo:
+            finished(run_one(*job))
 
     lines = [
         "## Mode collapse on toy2d",
         "",
-        f"`{command.strip()}`, {args.steps} generator steps per run, seeds {args.seeds}; {machine()}.",
-        "Modes captured / high-quality samples / reverse KL(p || uniform) on 2,560 samples (PacGAN protocol).",
+        f"`{command.strip()}`, {args.steps} generator steps per run, seeds {args.seeds}; {machine()}"
+        f"{f', {args.jobs} runs at a time with {threads} thread(s) each' if args.jobs > 1 else ''}.",
+        "Modes captured / high-quality samples / reverse KL(p || uniform) on 2,560 samples (PacGAN protocol),",
+        "mean ± std over the seeds; the goal: every seed with all modes, >= 95 % high quality, reverse KL <= 0.03.",
         "",
     ]
     for mixture in args.mixtures:
         lines += [f"### {mixture} ({MODES[mixture]} modes)", "",
-                  "| preset | modes | high quality % | reverse KL | s per run |", "| --- | --- | --- | --- | --- |"]
+                  "| preset | modes | high quality % | reverse KL | high quality % per seed | goal met | s per run |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for preset in args.presets:
-            results = rows[(mixture, preset)]
+            results = [rows[(mixture, preset, seed)]["metrics"] for seed in args.seeds]
+            seconds = [rows[(mixture, preset, seed)]["seconds"] for seed in args.seeds]
+            per_seed = ", ".join(f"{m['hq_percent']:.1f}" for m in results)
+            goal = all(m["modes"] == MODES[mixture] and m["hq_percent"] >= 95 and m["reverse_kl"] <= 0.03 for m in results)
             lines.append(
-                f"| `{preset}` | {mean_std([m['modes'] for m, _ in results], 1)} "
-                f"| {mean_std([m['hq_percent'] for m, _ in results], 1)} "
-                f"| {mean_std([m['reverse_kl'] for m, _ in results], 3)} "
-                f"| {statistics.mean(s for _, s in results):.0f} |"
+                f"| `{preset}` | {mean_std([m['modes'] for m in results], 1)} "
+                f"| {mean_std([m['hq_percent'] for m in results], 1)} "
+                f"| {mean_std([m['reverse_kl'] for m in results], 3)} "
+                f"| {per_seed} "
+                f"| {'yes' if goal else 'no'} | {statistics.mean(seconds):.0f} |"
             )
         for name, modes, hq, kl in PUBLISHED[mixture]:
-            lines.append(f"| {name} | {modes} | {hq} | {kl} | |")
+            lines.append(f"| {name} | {modes} | {hq} | {kl} | | | |")
         lines.append("")
-    table = args.out / "toy2d_modes.md"
+    name = f"toy2d_modes_{args.steps}_steps"
+    table = args.out / f"{name}.md"
     table.write_text("\n".join(lines))
 
     # One figure: a row per mixture, a column per preset (first seed), each scatter shrunk to 240 px.
-    tiles = [[Image.fromarray(pictures[(m, p)]).resize((240, 240)) for p in args.presets] for m in args.mixtures]
+    tiles = [[Image.open(pictures_dir / f"{m}-{p}.png").convert("RGB").resize((240, 240)) for p in args.presets]
+             for m in args.mixtures]
     figure = Image.new("RGB", (240 * len(args.presets), 240 * len(args.mixtures)), "white")
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             figure.paste(tile, (240 * c, 240 * r))
-    figure.save(args.out / "toy2d_modes.png")
+    figure.save(args.out / f"{name}.png")
     print("\n".join(lines))
-    print(f"wrote {table} and {args.out / 'toy2d_modes.png'}")
+    print(f"wrote {table} and {args.out / f'{name}.png'}")
 
 
 if __name__ == "__main__":
