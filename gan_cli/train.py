@@ -581,7 +581,7 @@ def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
     overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
     try:
         with initialize_config_module(config_module=config_root, version_base="1.3"):
-            compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         match = re.match(r"Could not override '([^']+)'", str(e))
         if match and "not in struct" in str(e.__cause__ or ""):
@@ -591,6 +591,19 @@ def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
             ) from None
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise UserError("; ".join(lines)) from None
+    check_values(cfg)
+
+
+def check_values(cfg) -> None:
+    """Values that cannot work, caught before Hydra makes the run folder (train() checks them again)."""
+    from gan_cli.models.dcgan import check_side
+
+    check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    side = cfg.dataset.get("resolution")
+    if cfg.dataset.name != "toy2d" and isinstance(side, int):
+        for part in ("generator", "discriminator"):
+            if cfg[part].name in CONV_NETS:
+                check_side(side, part)
 
 
 def check_output_folder(args) -> None:
@@ -608,9 +621,9 @@ def check_output_folder(args) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"cannot write the run to {folder}: {existing} is a file, not a folder")
+        raise UserError(f"cannot write the run to {folder}: {shown(existing)} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the run to {folder}: no write permission on {existing} "
+        raise UserError(f"cannot write the run to {folder}: no write permission on {shown(existing)} "
                         "(run elsewhere, or set hydra.run.dir=<folder>)")
 
 

@@ -252,3 +252,14 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
         locked.mkdir(mode=0o500)
         result = run(*TINY, f"hydra.run.dir={locked / 'run'}", cwd=tmp_path)
         assert_one_line_error(result, "no write permission")
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("trainer.batch_size=0", "trainer.batch_size must be a positive integer, got 0"),
+    ("trainer.n_critic=0", "trainer.n_critic must be a positive integer, got 0"),
+    ("trainer.precision=fp8", "unknown trainer.precision 'fp8'"),
+    ("dataset.resolution=48", "power-of-two side of at least 16, got 48x48"),
+])
+def test_bad_values_on_the_command_line_leave_no_run_folder(arg, message, tmp_path):
+    assert_one_line_error(run(*TINY, arg, cwd=tmp_path), message)
+    assert not (tmp_path / "outputs").exists()

@@ -22,12 +22,17 @@ def _num_stages(shape, who: str) -> int:
             "use generator=mlp discriminator=mlp (or model=gan)"
         )
     _, h, w = shape
+    check_side(h, who, w)
+    return h.bit_length() - 3  # log2(h) - log2(4)
+
+
+def check_side(h: int, who: str, w: int | None = None) -> None:
+    w = h if w is None else w
     if h != w or h < 16 or h & (h - 1):
         raise UserError(
             f"the dcgan {who} needs square images with a power-of-two side of at least 16, got {h}x{w}; "
             "set dataset.resolution to 16, 32, 64, ..."
         )
-    return h.bit_length() - 3  # log2(h) - log2(4)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
