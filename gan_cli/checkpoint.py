@@ -8,6 +8,7 @@ torch.load(weights_only=True) and loading can never import or run arbitrary code
 import os
 import pickle
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -88,10 +89,14 @@ def load(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"refusing to load {path}: it holds more than tensors and plain data ({first[:200]})"
-        ) from None
+        # torch says "unsupported GLOBAL <name>" when the pickle names a function or class to import:
+        # that is a file built to run code (or to hold objects), refused. Anything else is damage.
+        found = re.search(r"(?i)(unsupported global[^.]*|[^.]*global [\w.]+[^.]*)", str(e))
+        if found:
+            raise UserError(
+                f"refusing to load {path}: it holds more than tensors and plain data ({' '.join(found.group(1).split())})"
+            ) from None
+        raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint") from None
     except Exception as e:  # a damaged file fails in many ways (EOFError, BadZipFile, KeyError, ...)
         raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
