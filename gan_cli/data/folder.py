@@ -96,7 +96,7 @@ def folder(
         # Decode every image once (threads: PIL releases the GIL while decoding) and keep them on the device.
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             decoded = pool.map(lambda p: load_image(p, resolution, channels), files)
-            images = torch.stack(list(tqdm(decoded, total=len(files), desc="loading images", leave=False)))
+            images = torch.stack(list(tqdm(decoded, total=len(files), desc="loading images", leave=False, disable=None)))
         label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.long)
         return TensorBatches(images, label_tensor, batch_size, device, seed, name)
     dataset = FolderDataset(files, labels, resolution, channels)

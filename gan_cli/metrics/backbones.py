@@ -1,0 +1,216 @@
+"""Feature extractors for the metrics: `features(images)` -> (features, class probabilities).
+
+Both take uint8 images (N x C x H x W, C = 1 or 3) on any device and return float64 NumPy arrays.
+
+    inception   the FID Inception-v3 (the TensorFlow graph of 2015-12-05, torch-fidelity's bit-exact
+                port): 2048 pool features, and the softmax of its 1008 unbiased logits for IS
+    classifier  a small CNN trained once per data set on its labels and cached: 128 penultimate
+                features, and the softmax over the data set's classes
+"""
+
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from gan_cli import UserError
+
+log = logging.getLogger("gan_cli.metrics")
+
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
+CLASSIFIER_VERSION = 1  # bump when the classifier or its training changes: cached ones are then retrained
+
+
+def cache_dir(path=None) -> Path:
+    """Where trained classifiers and reference statistics are kept: cache_dir=, else
+    $GAN_CLI_CACHE, else $XDG_CACHE_HOME/gan-cli, else ~/.cache/gan-cli."""
+    if path:
+        return Path(path).expanduser()
+    if os.environ.get("GAN_CLI_CACHE"):
+        return Path(os.environ["GAN_CLI_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "gan-cli"
+
+
+# --- Inception ----------------------------------------------------------------------------------
+
+
+class InceptionBackbone:
+    name = "inception"
+
+    def __init__(self, device, weights=None):
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        if weights:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise UserError(f"inception_weights={weights}: no such file")
+        else:
+            path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+            if not path.is_file():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    torch.hub.download_url_to_file(INCEPTION_URL, str(path), progress=True)
+                except Exception as e:  # offline, proxy, ...
+                    raise UserError(
+                        f"cannot download the FID Inception weights ({type(e).__name__}): fetch {INCEPTION_URL} "
+                        f"to {path}, or pass inception_weights=<file>"
+                    ) from None
+        try:
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                                   feature_extractor_weights_path=str(path))
+        except Exception as e:
+            raise UserError(f"cannot load Inception weights from {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        self.net.eval().requires_grad_(False).to(device)
+        self.device = device
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.protocol = {
+            "backbone": "inception",
+            "weights": f"{INCEPTION_FILE} (sha256 {digest}), torch-fidelity's port of the TF FID Inception-v3",
+            "features": "2048-d pool3; IS from the softmax of the 1008 unbiased logits",
+            "resize": "uint8 input, resized to 299x299 inside the network (bilinear, as the TF graph)",
+        }
+        self.key = f"inception-{digest}"
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor):
+        x = images.to(self.device)
+        if x.dtype != torch.uint8:
+            raise ValueError("the Inception backbone takes uint8 images")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        pool, logits = self.net(x)
+        return pool.double().cpu().numpy(), F.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+# --- the domain classifier ---------------------------------------------------------------------
+
+
+class SmallCNN(nn.Module):
+    """32x32 inputs in [-1, 1] -> 128 features -> class logits."""
+
+    def __init__(self, channels: int, classes: int):
+        super().__init__()
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.body = nn.Sequential(
+            *block(channels, 32), *block(32, 32), nn.MaxPool2d(2),
+            *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+            *block(64, 128), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(128 * 16, 128), nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, classes))
+
+    def forward(self, x):
+        features = self.body(x)
+        return features, self.head(features)
+
+
+def classifier_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x C x H x W -> float 32 x 32 in [-1, 1] (bilinear with antialiasing when shrinking)."""
+    x = images.float().div(127.5).sub(1.0)
+    if x.shape[-2:] != (32, 32):
+        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(str(tuple(images.shape)).encode())
+    h.update(images[:: max(1, len(images) // 512)].contiguous().cpu().numpy().tobytes())
+    h.update(labels.cpu().numpy().astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_classifier(train_x, train_y, test_x, test_y, device, seed=0, progress=True):
+    """Fit SmallCNN on uint8 images with integer labels; returns (model, test accuracy)."""
+    torch.manual_seed(seed)
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    model = SmallCNN(train_x.shape[1], classes).to(device)
+    # Enough updates for small sets, a few epochs for large ones.
+    batch = 128
+    epochs = max(3, min(40, math.ceil(6000 / len(train_x))))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * math.ceil(len(train_x) / batch))
+    g = torch.Generator().manual_seed(seed)
+    steps = epochs * math.ceil(len(train_x) / batch)
+    bar = tqdm(total=steps, desc="training the classifier backbone", unit="step", disable=None if progress else True,
+                leave=False)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(train_x), generator=g)
+        for start in range(0, len(train_x), batch):
+            idx = order[start:start + batch]
+            x = classifier_input(train_x[idx].to(device))
+            # Small shifts (up to 2 px) so the classifier does not key on exact pixel positions.
+            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+            _, logits = model(x)
+            loss = F.cross_entropy(logits, train_y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+    bar.close()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(test_x), 512):
+            _, logits = model(classifier_input(test_x[start:start + 512].to(device)))
+            correct += (logits.argmax(1).cpu() == test_y[start:start + 512].cpu()).sum().item()
+    return model, correct / len(test_x)
+
+
+class ClassifierBackbone:
+    name = "classifier"
+
+    def __init__(self, labelled, device, cache=None, progress=True):
+        """`labelled`: (train_images, train_labels, test_images, test_labels, description) of uint8
+        images and integer labels; the trained model is cached by a fingerprint of that data."""
+        train_x, train_y, test_x, test_y, description = labelled
+        self.device = device
+        key = f"v{CLASSIFIER_VERSION}-{data_fingerprint(train_x, train_y)}-{data_fingerprint(test_x, test_y)}"
+        path = cache_dir(cache) / "classifiers" / f"{key}.pt"
+        classes = int(max(train_y.max(), test_y.max())) + 1
+        self.net = SmallCNN(train_x.shape[1], classes)
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state["model"])
+            accuracy = state["accuracy"]
+            log.info("classifier backbone from the cache (%s): test accuracy %.2f%%", path, 100 * accuracy)
+        else:
+            log.info("training the classifier backbone on %s (%d images; cached after)", description, len(train_x))
+            net, accuracy = train_classifier(train_x, train_y, test_x, test_y, device, progress=progress)
+            self.net = net.cpu()
+            from gan_cli import checkpoint
+
+            checkpoint.save({"model": self.net.state_dict(), "accuracy": accuracy, "data": description}, path)
+            log.info("classifier backbone trained: test accuracy %.2f%% on %d held-out images -> %s",
+                     100 * accuracy, len(test_x), path)
+        self.net.eval().requires_grad_(False).to(device)
+        self.accuracy = accuracy
+        self.key = f"classifier-{key}"
+        self.protocol = {
+            "backbone": "classifier",
+            "weights": f"SmallCNN v{CLASSIFIER_VERSION} trained on {description}, test accuracy "
+                       f"{100 * accuracy:.2f}% ({path.name})",
+            "features": "128-d penultimate layer; IS from the softmax over the data set's classes",
+            "resize": "uint8 input, bilinear (antialiased) to 32x32",
+        }
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor):
+        features, logits = self.net(classifier_input(images.to(self.device)))
+        return features.double().cpu().numpy(), F.softmax(logits.double(), dim=1).cpu().numpy()
