@@ -30,16 +30,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
 
     tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which equal those of
-    the symmetric PSD matrix S1^(1/2) S2 S1^(1/2); taking them with eigvalsh keeps every step real, so
-    there is no imaginary part to discard (scipy.linalg.sqrtm's route, which the references use, can
-    leave one of order 1e-10 and drops it).
+    the symmetric PSD matrix L^T S2 L for any L with S1 = L L^T: the Cholesky factor (cheap), or the
+    symmetric square root where S1 is singular (fewer samples than dimensions). One symmetric
+    eigenvalue problem, values only, keeps every step real, so there is no imaginary part to
+    discard (scipy.linalg.sqrtm's route, which pytorch-fid uses, can leave one of order 1e-10).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"mismatched statistics: {mu1.shape}, {s1.shape} against {mu2.shape}, {s2.shape}")
-    root1 = _psd_sqrt(s1)
-    middle = root1 @ s2 @ root1
+    try:
+        factor = np.linalg.cholesky((s1 + s1.T) / 2)
+    except np.linalg.LinAlgError:  # singular: the PSD square root is a factor too
+        factor = _psd_sqrt(s1)
+    middle = factor.T @ s2 @ factor
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
@@ -50,8 +54,9 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or len(p) < splits:
         raise ValueError(f"need an N x classes matrix with N >= splits={splits}, got shape {p.shape}")
-    scores = []
-    for part in np.array_split(p, splits):
+    scores, n = [], len(p)
+    for i in range(splits):  # the parts of the original code (and torch-fidelity): [i N / s, (i + 1) N / s)
+        part = p[i * n // splits:(i + 1) * n // splits]
         marginal = part.mean(axis=0, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             kl = np.where(part > 0, part * (np.log(part) - np.log(marginal)), 0.0).sum(axis=1)
@@ -72,7 +77,7 @@ def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int =
     if m < 2:
         raise ValueError("KID needs at least 2 features on each side")
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)  # the legacy generator, drawn in torch-fidelity's order: same subsets
     values = []
     for _ in range(subsets):
         a = x[rng.choice(len(x), m, replace=False)]
