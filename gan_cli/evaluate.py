@@ -205,6 +205,60 @@ def folder_batches(files, resolution, channels, batch_size):
         yield torch.stack([load_image(f, resolution, channels) for f in files[start:start + batch_size]])
 
 
+# --- during training ------------------------------------------------------------------------------
+
+# trainer.eval_metric: what is better for each (lower, or higher).
+LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False,
+                   "reverse_kl": True, "hq_percent": False, "modes": False}
+TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl")
+
+
+class TrainingEvaluator:
+    """`trainer.eval_every`: one metric of G's samples during training, with the classifier backbone
+    (trained once per data set and cached, like the real features) or, on toy2d, the mode metrics."""
+
+    def __init__(self, node: dict, data, metric: str, num_samples: int, batch_size: int, seed: int, device,
+                 cache=None):
+        toy = len(data.shape) == 1
+        allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
+        if metric not in allowed:
+            raise UserError(f"trainer.eval_metric={metric} does not apply to {data.name}; choose one of: "
+                            f"{', '.join(allowed)}")
+        self.metric, self.num_samples, self.batch_size, self.seed = metric, num_samples, batch_size, seed
+        self.data, self.device, self.toy = data, device, toy
+        self.lower_is_better = LOWER_IS_BETTER[metric]
+        if not toy:
+            self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
+            options = {"num_real": None, "seed": seed, "batch_size": batch_size, "progress": False, "cache_dir": cache}
+            self.real = real_features(self.backbone, node, options, data.shape)
+
+    def better(self, value: float, best: float | None) -> bool:
+        return best is None or (value < best if self.lower_is_better else value > best)
+
+    @torch.no_grad()
+    def __call__(self, G) -> float:
+        was_training = G.training
+        G.eval()
+        try:
+            batches = generated_batches(G, self.num_samples, self.batch_size, self.seed, self.device)
+            if self.toy:
+                points = torch.cat(list(batches))
+                return float(toy2d_metrics.mode_metrics(points, self.data.centres, self.data.sigma)[self.metric])
+            features, probs = extract(self.backbone, (to_uint8(x) for x in batches), self.num_samples, "", False)
+        finally:
+            G.train(was_training)
+        if self.metric == "fid":
+            return scores.frechet_distance(*scores.gaussian(features.astype(np.float64)), self.real["mu"],
+                                           self.real["sigma"])
+        if self.metric == "kid":
+            size = min(1000, len(features), len(self.real["features"]))
+            return scores.kernel_inception_distance(self.real["features"], features, 20, size, seed=self.seed)[0]
+        if self.metric == "is":
+            return scores.inception_score(probs, 10)[0]
+        precision, recall = scores.precision_recall(self.real["features"], features)
+        return precision if self.metric == "precision" else recall
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 

@@ -76,18 +76,21 @@ def seed_everything(seed: int) -> None:
 
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent", "reverse_kl")
 
 
 def check_trainer(t: dict) -> None:
     """One clear line for each setting that cannot work."""
-    for key in ("steps", "batch_size", "n_critic", "log_every", "grid_size"):
+    for key in ("steps", "batch_size", "n_critic", "log_every", "grid_size", "eval_samples"):
         if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
             raise UserError(f"trainer.{key} must be a positive integer, got {t[key]!r}")
-    for key in ("sample_every", "ckpt_every", "num_workers", "keep_checkpoints"):
+    for key in ("sample_every", "ckpt_every", "num_workers", "keep_checkpoints", "eval_every"):
         if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 0:
             raise UserError(f"trainer.{key} must be a non-negative integer (0 = off), got {t[key]!r}")
     if not isinstance(t["g_ema"], (int, float)) or not 0 <= t["g_ema"] < 1:
         raise UserError(f"trainer.g_ema must be in [0, 1) (0 = off, 0.999 is typical), got {t['g_ema']!r}")
+    if t["eval_metric"] not in EVAL_METRICS:
+        raise UserError(f"unknown trainer.eval_metric '{t['eval_metric']}'; choose one of: {', '.join(EVAL_METRICS)}")
     if str(t["precision"]) not in PRECISIONS:
         raise UserError(f"unknown trainer.precision '{t['precision']}'; choose 32, bf16 or 16")
     for key in ("compile", "progress"):
@@ -117,7 +120,8 @@ def plain_config(cfg) -> dict:
 RESUME_FREE = {
     "resume", "resume_override", "trainer.steps", "trainer.progress", "trainer.device", "trainer.num_workers",
     "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_checkpoints",
-    "trainer.compile", "dataset.root", "dataset.download",
+    "trainer.compile", "trainer.eval_every", "trainer.eval_metric", "trainer.eval_samples", "dataset.root",
+    "dataset.download",
 }
 
 
@@ -212,7 +216,8 @@ def draw_samples(G, fixed_z, data) -> tuple[np.ndarray, dict]:
 
 
 # Trainer keys added after the first checkpoints were written, with the values those runs had.
-LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False}
+LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False, "eval_every": 0,
+                      "eval_metric": "fid", "eval_samples": 2000}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -337,6 +342,14 @@ def train(cfg, run_dir, overrides=()) -> dict:
     guard = NonFiniteGuard(device)
     start_step, saved_step = step, step if resume_state is not None else None
 
+    # trainer.eval_every: a metric of G's samples now and then, and checkpoints/best.pt by its value.
+    evaluator, best = None, (resume_state or {}).get("best")
+    if t["eval_every"] and main_process:
+        from gan_cli.evaluate import TrainingEvaluator
+
+        evaluator = TrainingEvaluator(c["dataset"], data, t["eval_metric"], t["eval_samples"], 250,
+                                      c["seed"], device)
+
     def check_finite() -> None:
         """Stop (on every process) at a non-finite loss, before anything of that state is written."""
         problem = guard.problem()
@@ -362,6 +375,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
             "ranks": ranks if world > 1 else None,
             "config": c,
             "names": {g: c[g]["name"] for g in GROUPS if g in c},
+            "best": best,
         }
 
     def write_samples(step: int) -> Path:
@@ -390,6 +404,22 @@ def train(cfg, run_dir, overrides=()) -> dict:
             prune_checkpoints(ckpt_dir, t["keep_checkpoints"])
         else:
             checkpoint.save(state, last)
+
+    def evaluate_now(step: int) -> None:
+        """Rank 0 measures; every process joins in writing best.pt when the value improved."""
+        nonlocal best
+        improved = False
+        if main_process:
+            value = evaluator(G if G_ema is None else G_ema)
+            writer.add_scalar(f"eval/{t['eval_metric']}", value, step)
+            improved = evaluator.better(value, None if best is None else best["value"])
+            log.info("step %d: %s %.4f%s", step, t["eval_metric"], value, " (best so far)" if improved else "")
+            if improved:
+                best = {"metric": t["eval_metric"], "value": value, "step": step}
+        if distributed.maximum(int(improved), device):
+            state = state_at(step)
+            if main_process:
+                checkpoint.save(state, ckpt_dir / "best.pt")
 
     steps, n_critic, bs = t["steps"], t["n_critic"], t["batch_size"]
     if step >= steps:
@@ -470,6 +500,9 @@ def train(cfg, run_dir, overrides=()) -> dict:
             if t["ckpt_every"] and step % t["ckpt_every"] == 0:
                 check_finite()
                 write_checkpoint(step, periodic=True)
+            if t["eval_every"] and step % t["eval_every"] == 0:
+                check_finite()
+                evaluate_now(step)
             # A signal stops the run once this step is done, on every process at the same step.
             if distributed.maximum(int(signals.received is not None), device) if world > 1 else signals.received:
                 break

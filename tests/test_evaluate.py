@@ -132,20 +132,9 @@ def test_inception_offline_names_the_url_and_where_to_put_the_file(tmp_path, mon
         backbones.InceptionBackbone(torch.device("cpu"), "nowhere.pth")
 
 
-def test_inception_backbone_takes_uint8_gray_or_colour(tmp_path, monkeypatch):
-    """With random weights (the real ones cannot be downloaded here) the plumbing still shows:
-    2048 features and 1008 class probabilities per image, grey images as three equal channels."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    monkeypatch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-    monkeypatch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url",
-                        lambda *a, **k: {}, raising=False)
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                      feature_extractor_weights_path=None)
-    monkeypatch.undo()
-    weights = tmp_path / "random-inception.pth"
-    torch.save(net.state_dict(), weights)
-    backbone = backbones.InceptionBackbone(torch.device("cpu"), str(weights))
+def test_inception_backbone_takes_uint8_gray_or_colour(random_inception):
+    """2048 features and 1008 class probabilities per image, grey images as three equal channels."""
+    backbone = backbones.InceptionBackbone(torch.device("cpu"), str(random_inception))
     gray = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
     features, probs = backbone.features(gray)
     assert features.shape == (2, 2048) and probs.shape == (2, 1008)
@@ -153,3 +142,99 @@ def test_inception_backbone_takes_uint8_gray_or_colour(tmp_path, monkeypatch):
     colour_features, _ = backbone.features(gray.expand(-1, 3, -1, -1).contiguous())
     assert np.allclose(features, colour_features)
     assert "sha256" in backbone.protocol["weights"]
+
+
+# --- parity with torch-fidelity ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """Inception-v3 with random weights saved to a file: the published ones cannot be downloaded here."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+    mp.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {},
+               raising=False)
+    torch.manual_seed(0)
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                      feature_extractor_weights_path=None)
+    mp.undo()
+    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_features_equal_torch_fidelitys_for_the_same_images_and_weights(random_inception):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    images = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+    reference = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                            feature_extractor_weights_path=str(random_inception)).eval()
+    with torch.no_grad():
+        pool, logits = reference(images)
+    ours, probs = backbones.InceptionBackbone(torch.device("cpu"), str(random_inception)).features(images)
+    assert np.array_equal(ours, pool.double().numpy())
+    assert np.allclose(probs, torch.softmax(logits.double(), 1).numpy(), rtol=1e-12)
+
+
+def test_fid_kid_and_is_equal_torch_fidelitys_on_the_same_features():
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from gan_cli.metrics import scores
+
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.standard_normal((600, 64)) * 2 + 0.5)
+    fake = torch.from_numpy(rng.standard_normal((500, 64)) @ rng.standard_normal((64, 64)) * 0.3)
+    theirs = fid_statistics_to_metric(fid_features_to_statistics(real), fid_features_to_statistics(fake), False)
+    ours = scores.frechet_distance(*scores.gaussian(real.numpy()), *scores.gaussian(fake.numpy()))
+    assert ours == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+
+    theirs = kid_features_to_metric(real, fake, kid_subsets=20, kid_subset_size=200, kid_degree=3, kid_gamma=None,
+                                    kid_coef0=1, kid_kernel="poly", rng_seed=7, verbose=False)
+    mean, std = scores.kernel_inception_distance(real.numpy(), fake.numpy(), subsets=20, subset_size=200, seed=7)
+    assert mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
+    assert std == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-6)
+
+    logits = torch.from_numpy(rng.standard_normal((1003, 1008)) * 3)  # not a multiple of the splits
+    theirs = isc_features_to_metric(logits, splits=10, shuffle=False)
+    mean, std = scores.inception_score(torch.softmax(logits, 1).numpy(), splits=10)
+    assert mean == pytest.approx(theirs["inception_score_mean"], rel=1e-3)
+    assert std == pytest.approx(theirs["inception_score_std"], rel=1e-3)
+
+
+def test_analytic_fid_cases():
+    from gan_cli.metrics import scores
+
+    rng = np.random.default_rng(3)
+    sigma = np.cov(rng.standard_normal((500, 16)), rowvar=False)
+    mu1, mu2 = rng.standard_normal(16), rng.standard_normal(16)
+    # Equal covariances: the squared distance of the means.
+    assert scores.frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(((mu1 - mu2) ** 2).sum(), rel=1e-9)
+    features = rng.standard_normal((400, 16))
+    assert abs(scores.frechet_distance(*scores.gaussian(features), *scores.gaussian(features))) < 1e-10
+
+
+# --- during training -----------------------------------------------------------------------------
+
+
+def test_eval_every_logs_the_metric_and_keeps_the_best_checkpoint(cache, tmp_path, monkeypatch):
+    from gan_cli import checkpoint
+    from tests.test_train import scalars
+
+    monkeypatch.setenv("GAN_CLI_CACHE", str(cache))
+    train(tiny_config("trainer.steps=4", "trainer.eval_every=1", "trainer.eval_samples=64"), tmp_path)
+    values = scalars(tmp_path, "eval/fid")
+    assert [s for s, _ in values] == [1, 2, 3, 4]
+    best_step, best_value = min(values, key=lambda sv: sv[1])
+    best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
+    assert best["step"] == best_step and best["best"]["value"] == pytest.approx(best_value, rel=1e-6)
+    assert checkpoint.load(tmp_path)["best"]["step"] == best_step  # last.pt knows the best so far
+
+    train(tiny_config("model=gan", "dataset=toy2d", "trainer.steps=2", "trainer.eval_every=1",
+                      "trainer.eval_metric=hq_percent", "trainer.eval_samples=100"), tmp_path / "toy")
+    assert len(scalars(tmp_path / "toy", "eval/hq_percent")) == 2
+    with pytest.raises(UserError, match="trainer.eval_metric=modes does not apply to digits"):
+        train(tiny_config("trainer.eval_every=1", "trainer.eval_metric=modes"), tmp_path / "bad")
