@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 import gan_cli
@@ -29,6 +28,8 @@ from gan_cli.data import TensorBatches
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone, cache_dir
+from gan_cli.options import parse as parse_options
+from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
@@ -39,27 +40,9 @@ REAL_STATS_VERSION = 1  # bump when the way real features are gathered changes: 
 # --- options -------------------------------------------------------------------------------------
 
 
-def defaults() -> dict:
-    text = importlib.resources.files("gan_cli.conf").joinpath("eval.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))
-
-
 def parse_args(args) -> dict:
     """key=value arguments over conf/eval.yaml's defaults; anything else is a one-line error."""
-    options = defaults()
-    dotlist = []
-    for arg in args:
-        key, sep, _ = arg.partition("=")
-        if not sep:
-            raise UserError(f"expected key=value, got '{arg}'; the options are: {', '.join(options)}")
-        if key not in options:
-            raise UserError(f"no option {key}; the options are: {', '.join(options)}")
-        dotlist.append(arg)
-    try:
-        given = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))
-    except OmegaConfBaseException as e:
-        raise UserError(str(e).splitlines()[0]) from None
-    options.update(given)
+    options = parse_options(args, "eval")
     metrics = options["metrics"]
     metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
     bad = [m for m in metrics if m not in METRICS]
@@ -70,9 +53,7 @@ def parse_args(args) -> dict:
         raise UserError(f"unknown backbone '{options['backbone']}'; choose classifier or inception")
     if bool(options["ckpt"]) == bool(options["fake"]):
         raise UserError("give either ckpt=<checkpoint or run folder> or fake=<folder of images>")
-    for key in ("num_samples", "batch_size", "is_splits", "kid_subsets", "kid_subset_size", "pr_k"):
-        if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
-            raise UserError(f"{key} must be a positive integer, got {options[key]!r}")
+    positive_int(options, "num_samples", "batch_size", "is_splits", "kid_subsets", "kid_subset_size", "pr_k")
     if options["num_real"] is not None and (not isinstance(options["num_real"], int) or options["num_real"] < 2):
         raise UserError(f"num_real must be an integer >= 2 or null, got {options['num_real']!r}")
     return options

@@ -1,14 +1,234 @@
-"""gan-sample: grids, image dumps and latent interpolations from checkpoints (not yet available)."""
+"""gan-sample: look at what a generator learned.
 
+    gan-sample ckpt=<run>                               a grid of 64 samples (G_ema where present)
+    gan-sample ckpt=<run> seeds=0-15 nrow=4             the same images again, by their seeds
+    gan-sample ckpt=<run> mode=images n=50000 out=fakes  one PNG per sample, for gan-eval fake=fakes
+    gan-sample ckpt=<run> mode=interpolate method=slerp steps=10   rows between pairs of z, PNG + GIF
+    gan-sample ckpt=<run> mode=arithmetic a=[1,2,3] b=[4,5,6] c=[7,8,9]   DCGAN's vector arithmetic
+    gan-sample ckpt=<run> truncation=1.0                the truncation trick
+
+Options and their defaults: conf/sample.yaml. Image i draws its z from its own seed (seed + i, or
+the i-th of `seeds`) on the CPU, so a seed gives the same z on any machine and the same image on the
+same device. toy2d checkpoints give a scatter plot over the mixture's modes and the points as .npy.
+"""
+
+import logging
+import re
 import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from gan_cli import UserError, plots
+from gan_cli.options import parse as parse_options
+from gan_cli.options import positive_int
+
+log = logging.getLogger("gan_cli.sample")
+
+MODES = ("grid", "images", "interpolate", "arithmetic")
+
+
+# --- latents -------------------------------------------------------------------------------------
+
+
+def parse_seeds(value) -> list[int]:
+    """[3, 7, 9], "0-63" (inclusive) or "0-3,8" -> a list of ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise UserError(f"seeds must be integers, got {value!r}")
+        return list(value)
+    seeds = []
+    for part in str(value).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UserError(f"seeds: cannot read '{value}'; write a list [3,7,9] or a range like 0-63")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise UserError(f"seeds: the range {lo}-{hi} runs backwards")
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+def truncate(z: torch.Tensor, psi, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """The truncation trick: `resample` redraws entries beyond +-psi until none are left (BigGAN);
+    `shrink` scales z by psi towards the mean of the prior, 0."""
+    if psi is None:
+        return z
+    if mode == "shrink":
+        return z * psi
+    z = z.clone()
+    while (outside := z.abs() > psi).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)
+    return z
+
+
+def latent(seed: int, z_dim: int, psi=None, mode="resample") -> torch.Tensor:
+    """The z of one seed, drawn on the CPU."""
+    g = torch.Generator().manual_seed(int(seed))
+    return truncate(torch.randn(z_dim, generator=g), psi, mode, g)
+
+
+def latents(seeds, z_dim, options) -> torch.Tensor:
+    return torch.stack([latent(s, z_dim, options["truncation"], options["truncation_mode"]) for s in seeds])
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: along the great circle between z0 and z1 (t in [0, 1], one row per t).
+    Falls back to the straight line where the two are (nearly) parallel."""
+    t = t.reshape(-1, 1).double()
+    a, b = z0.double(), z1.double()
+    cos = torch.dot(a, b) / (a.norm() * b.norm())
+    omega = torch.arccos(cos.clamp(-1, 1))
+    if omega.abs() < 1e-6:
+        out = (1 - t) * a + t * b
+    else:
+        out = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+    return out.to(z0.dtype)
+
+
+def lerp(z0, z1, t):
+    t = t.reshape(-1, 1).to(z0.dtype)
+    return (1 - t) * z0 + t * z1
+
+
+# --- drawing -------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(G, z: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """G(z) in batches, on the CPU."""
+    return torch.cat([G(z[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)])
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    array = ((image.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    array = array.permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
+def default_out(run_dir: Path, options: dict, stem: str, suffix: str) -> Path:
+    return Path(options["out"]).expanduser() if options["out"] else run_dir / "generated" / f"{stem}{suffix}"
+
+
+def check_options(o: dict) -> None:
+    if not o["ckpt"]:
+        raise UserError("ckpt=<checkpoint or run folder> is required")
+    if o["mode"] not in MODES:
+        raise UserError(f"unknown mode '{o['mode']}'; choose one of: {', '.join(MODES)}")
+    if o["method"] not in ("slerp", "lerp"):
+        raise UserError(f"unknown method '{o['method']}'; choose slerp or lerp")
+    if o["truncation_mode"] not in ("resample", "shrink"):
+        raise UserError(f"unknown truncation_mode '{o['truncation_mode']}'; choose resample or shrink")
+    if o["truncation"] is not None and (not isinstance(o["truncation"], (int, float)) or o["truncation"] <= 0):
+        raise UserError(f"truncation must be a number > 0 (or null), got {o['truncation']!r}")
+    positive_int(o, "n", "nrow", "pairs", "batch_size", "frame_ms")
+    if not isinstance(o["steps"], int) or o["steps"] < 2:
+        raise UserError(f"steps must be an integer >= 2 (both ends are frames), got {o['steps']!r}")
+    if o["mode"] == "arithmetic" and not all(o[k] for k in "abc"):
+        raise UserError("mode=arithmetic needs seed groups a=[...] b=[...] c=[...]")
+
+
+def sample(options: dict) -> list[Path]:
+    """Do what the options say; returns the files written."""
+    from gan_cli.evaluate import load_generator
+    from gan_cli.train import pick_device
+
+    check_options(options)
+    device = pick_device(options["device"])
+    G, data, _, state, path, which = load_generator(options["ckpt"], options["use_ema"], device)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
+        list(range(options["seed"], options["seed"] + options["n"]))
+    mode, bs = options["mode"], options["batch_size"]
+    toy = len(data.shape) == 1
+    log.info("%s of %s (step %d) on %s", which, path, state["step"], device)
+    tag = f"seeds{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed{seeds[0]}"
+    if options["truncation"] is not None:
+        tag += f"-trunc{options['truncation']:g}"
+
+    if mode == "grid":
+        out = generate(G, latents(seeds, G.z_dim, options), bs, device)
+        target = default_out(run_dir, options, f"grid-{tag}", ".png")
+        if toy:
+            from gan_cli.metrics import toy2d as toy2d_metrics
+
+            metrics = toy2d_metrics.mode_metrics(out, data.centres, data.sigma)
+            title = f"{data.name}: {toy2d_metrics.summary(metrics, len(data.centres))}"
+            plots.save_png(plots.scatter(out, data.centres, title=title), target)
+            np.save(target.with_suffix(".npy"), out.numpy())
+            return [target, target.with_suffix(".npy")]
+        plots.save_png(plots.image_grid(out, nrow=options["nrow"]), target)
+        return [target]
+
+    if toy:
+        raise UserError(f"mode={mode} draws images; a toy2d checkpoint gives mode=grid (a scatter plot and .npy)")
+
+    if mode == "images":
+        folder = default_out(run_dir, options, f"images-{tag}", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        digits = max(5, len(str(max(seeds))))
+        with tqdm(total=len(seeds), desc="writing images", unit="img", disable=None if options["progress"] else True) as bar:
+            for start in range(0, len(seeds), bs):
+                chunk = seeds[start:start + bs]  # memory bounded by the batch
+                for seed, image in zip(chunk, generate(G, latents(chunk, G.z_dim, options), bs, device)):
+                    Image.fromarray(to_uint8_hwc(image)).save(folder / f"seed{seed:0{digits}d}.png")
+                bar.update(len(chunk))
+        return [folder]
+
+    if mode == "interpolate":
+        t = torch.linspace(0, 1, options["steps"])
+        rows = []
+        ends = seeds if options["seeds"] is not None else list(range(options["seed"], options["seed"] + 2 * options["pairs"]))
+        if len(ends) < 2:
+            raise UserError("mode=interpolate needs at least two seeds")
+        path_fn = slerp if options["method"] == "slerp" else lerp
+        for i in range(0, len(ends) - 1, 2):
+            z0, z1 = latent(ends[i], G.z_dim, options["truncation"], options["truncation_mode"]), \
+                latent(ends[i + 1], G.z_dim, options["truncation"], options["truncation_mode"])
+            rows.append(generate(G, path_fn(z0, z1, t), bs, device))
+        frames = torch.stack(rows)  # pairs x steps x C x H x W
+        stem = f"interpolate-{options['method']}-seeds{ends[0]}-{ends[-1]}"
+        if options["truncation"] is not None:
+            stem += f"-trunc{options['truncation']:g}"
+        target = default_out(run_dir, options, stem, ".png")
+        plots.save_png(plots.image_grid(frames.flatten(0, 1), nrow=options["steps"]), target)
+        # The GIF: one frame per step, each showing every pair at that point of the way.
+        pictures = [Image.fromarray(plots.image_grid(frames[:, k], nrow=len(rows))) for k in range(options["steps"])]
+        gif = target.with_suffix(".gif")
+        pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=options["frame_ms"], loop=0)
+        return [target, gif]
+
+    # arithmetic: each group's images, then the decoded mean of the group; the last row is the result.
+    groups = [parse_seeds(options[k]) for k in "abc"]
+    width = max(len(g) for g in groups) + 1
+    blank = -torch.ones(data.shape)
+    tiles, means = [], []
+    for g in groups:
+        z = latents(g, G.z_dim, options)
+        means.append(z.mean(0))
+        images = generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device)
+        tiles += list(images[:-1]) + [blank] * (width - 1 - len(g)) + [images[-1]]
+    result = generate(G, (means[0] - means[1] + means[2])[None], bs, device)[0]
+    tiles += [blank] * (width - 1) + [result]
+    target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
+    plots.save_png(plots.image_grid(torch.stack(tiles), nrow=width), target)
+    return [target]
 
 
 def main() -> None:
-    print(
-        "gan-sample: not yet available; until then every run writes its fixed-z grids to <run>/samples/",
-        file=sys.stderr,
-    )
-    sys.exit(1)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    try:
+        written = sample(parse_options(sys.argv[1:], "sample"))
+    except UserError as e:
+        print(f"gan-sample: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for path in written:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -83,9 +83,3 @@ def test_folder_dataset_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     (grid,) = (tmp_path / "outputs").glob("*/*/samples/last.png")
     assert Image.open(grid).mode == "RGB"
-
-
-@pytest.mark.parametrize("tool", ["gan-sample"])
-def test_later_tools_say_they_are_not_yet_available(tool, tmp_path):
-    result = run(cwd=tmp_path, tool=tool)
-    assert result.returncode == 1 and "not yet available" in result.stderr

@@ -107,8 +107,12 @@ def test_bad_options_are_one_line(args, message):
 
 
 def test_bad_checkpoints_and_unlabelled_data_are_one_line(cache, tmp_path):
+    from tests.test_resilience import RunsACommand
+
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    torch.save({"format": "gan-cli checkpoint v1", "G": RunsACommand(tmp_path / "pwned")}, tmp_path / "evil.pt")
     for args, message in [
+        ([f"ckpt={tmp_path / 'evil.pt'}"], "refusing to load"),
         ([f"ckpt={tmp_path / 'missing'}"], "no such checkpoint or run folder"),
         ([f"ckpt={tmp_path / 'junk.pt'}"], "truncated or not a checkpoint"),
         ([f"fake={write_images(tmp_path / 'flat', {'': 12})}", f"real={tmp_path / 'flat'}"], "needs labelled data"),
@@ -117,6 +121,7 @@ def test_bad_checkpoints_and_unlabelled_data_are_one_line(cache, tmp_path):
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr
         assert result.stderr.startswith("gan-eval: error: ")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_inception_offline_names_the_url_and_where_to_put_the_file(tmp_path, monkeypatch):

@@ -1,0 +1,37 @@
+"""key=value command lines over a YAML file of commented defaults (gan-eval, gan-sample)."""
+
+import importlib.resources
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from gan_cli import UserError
+
+
+def defaults(name: str) -> dict:
+    """conf/<name>.yaml (installed as gan_cli.conf) as plain data."""
+    text = importlib.resources.files("gan_cli.conf").joinpath(f"{name}.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text))
+
+
+def parse(args, name: str) -> dict:
+    """The defaults of conf/<name>.yaml updated by key=value arguments; anything else is one line."""
+    options = defaults(name)
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        if not sep:
+            raise UserError(f"expected key=value, got '{arg}'; the options are: {', '.join(options)}")
+        if key not in options:
+            raise UserError(f"no option {key}; the options are: {', '.join(options)}")
+    try:
+        given = OmegaConf.to_container(OmegaConf.from_dotlist(list(args)))
+    except OmegaConfBaseException as e:
+        raise UserError(str(e).splitlines()[0]) from None
+    options.update(given)
+    return options
+
+
+def positive_int(options: dict, *keys) -> None:
+    for key in keys:
+        if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
+            raise UserError(f"{key} must be a positive integer, got {options[key]!r}")

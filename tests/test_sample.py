@@ -1,0 +1,121 @@
+"""gan-sample on a tiny checkpoint: determinism by seed, the files and their sizes, slerp, truncation."""
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_cli import UserError
+from gan_cli.options import parse
+from gan_cli.sample import latent, lerp, parse_seeds, sample, slerp, truncate
+from gan_cli.train import train
+from tests.conftest import BIN, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    train(tiny_config("trainer.steps=2", "trainer.g_ema=0.9"), run_dir)
+    return run_dir
+
+
+def go(*args):
+    return sample(parse([*args, "progress=false"], "sample"))
+
+
+def test_the_same_seed_gives_the_same_bytes(run, tmp_path):
+    (a,) = go(f"ckpt={run}", "n=16", "nrow=4", f"out={tmp_path / 'a.png'}")
+    (b,) = go(f"ckpt={run}", "n=16", "nrow=4", f"out={tmp_path / 'b.png'}")
+    assert a.read_bytes() == b.read_bytes()
+    (c,) = go(f"ckpt={run}", "seeds=0-15", "nrow=4", f"out={tmp_path / 'c.png'}")  # seed + i is seeds 0-15
+    assert c.read_bytes() == a.read_bytes()
+    (d,) = go(f"ckpt={run}", "n=16", "nrow=4", "seed=1", f"out={tmp_path / 'd.png'}")
+    assert d.read_bytes() != a.read_bytes()
+    # One image per seed: seed 5 alone equals image 5 of a batch.
+    (folder,) = go(f"ckpt={run}", "mode=images", "n=8", f"out={tmp_path / 'many'}", "batch_size=3")
+    (single,) = go(f"ckpt={run}", "mode=images", "seeds=[5]", f"out={tmp_path / 'one'}")
+    assert (folder / "seed00005.png").read_bytes() == (single / "seed00005.png").read_bytes()
+
+
+def test_images_mode_writes_one_png_per_sample(run, tmp_path):
+    (folder,) = go(f"ckpt={run}", "mode=images", "n=7", "batch_size=2", f"out={tmp_path / 'fakes'}")
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 7
+    assert {Image.open(f).size for f in files} == {(16, 16)} and Image.open(files[0]).mode == "L"
+
+
+def test_interpolation_png_and_gif(run, tmp_path):
+    png, gif = go(f"ckpt={run}", "mode=interpolate", "steps=5", "pairs=3", f"out={tmp_path / 'walk.png'}")
+    assert gif.suffix == ".gif"
+    frames = Image.open(gif)
+    assert frames.n_frames == 5
+    # 3 rows x 5 columns of 16-pixel tiles with 2-pixel padding.
+    assert Image.open(png).size == (5 * 18 + 2, 3 * 18 + 2)
+    go(f"ckpt={run}", "mode=interpolate", "method=lerp", "steps=2", "seeds=[4,9]", f"out={tmp_path / 'lerp.png'}")
+    assert Image.open(tmp_path / "lerp.gif").n_frames == 2
+
+
+def test_slerp_keeps_the_norm_and_hits_both_ends():
+    z0 = torch.randn(64, generator=torch.Generator().manual_seed(0))
+    z1 = torch.randn(64, generator=torch.Generator().manual_seed(1))
+    z1 = z1 * (z0.norm() / z1.norm())  # equal norms
+    t = torch.linspace(0, 1, 9)
+    path = slerp(z0, z1, t)
+    assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    assert torch.allclose(path.norm(dim=1), z0.norm().expand(9), rtol=1e-5)
+    straight = lerp(z0, z1, t)
+    assert straight.norm(dim=1)[4] < 0.9 * z0.norm()  # the straight line cuts through the inside
+
+
+def test_truncation():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(10000, generator=g) * 2
+    resampled = truncate(z, 0.5, "resample", g)
+    assert resampled.abs().max() <= 0.5
+    kept = z.abs() <= 0.5
+    assert torch.equal(resampled[kept], z[kept])  # entries inside the threshold stay
+    assert torch.equal(truncate(z, 0.7, "shrink", g), z * 0.7)
+    assert torch.equal(latent(3, 8), latent(3, 8)) and not torch.equal(latent(3, 8), latent(4, 8))
+
+
+def test_arithmetic_figure(run, tmp_path):
+    (figure,) = go(f"ckpt={run}", "mode=arithmetic", "a=[1,2,3]", "b=[4,5]", "c=[6]", f"out={tmp_path / 'ar.png'}")
+    # Rows a, b, c and the result; each row holds up to three seeds and then the group's mean.
+    assert Image.open(figure).size == (4 * 18 + 2, 4 * 18 + 2)
+
+
+def test_toy2d_checkpoint_gives_a_scatter_and_the_points(tmp_path):
+    train(tiny_config("model=gan", "dataset=toy2d"), tmp_path / "run")
+    png, npy = go(f"ckpt={tmp_path / 'run'}", "n=300", f"out={tmp_path / 'points.png'}")
+    assert np.load(npy).shape == (300, 2) and Image.open(png).size == (480, 480)
+    with pytest.raises(UserError, match="a toy2d checkpoint gives mode=grid"):
+        go(f"ckpt={tmp_path / 'run'}", "mode=interpolate")
+
+
+def test_seeds_syntax():
+    assert parse_seeds("0-3,8") == [0, 1, 2, 3, 8]
+    assert parse_seeds([3, 7]) == [3, 7] and parse_seeds(5) == [5]
+    with pytest.raises(UserError, match="runs backwards"):
+        parse_seeds("5-2")
+    with pytest.raises(UserError, match="cannot read"):
+        parse_seeds("a-b")
+
+
+def test_bad_input_is_one_line(run, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for args, message in [([], "ckpt=<checkpoint or run folder> is required"),
+                          ([f"ckpt={tmp_path / 'junk.pt'}"], "truncated or not a checkpoint"),
+                          ([f"ckpt={run}", "mode=movie"], "unknown mode 'movie'"),
+                          ([f"ckpt={run}", "steps=1", "mode=interpolate"], "steps must be an integer >= 2"),
+                          ([f"ckpt={run}", "mode=arithmetic"], "needs seed groups"),
+                          ([f"ckpt={run}", "truncation=-1"], "truncation must be a number > 0"),
+                          ([f"ckpt={run}", "count=3"], "no option count")]:
+        result = subprocess.run([str(BIN / "gan-sample"), *args], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gan-sample: error: ") and message in lines[0]
