@@ -326,8 +326,8 @@ def evaluate(options: dict) -> dict:
         mu, sigma = scores.gaussian(fake_f.astype(np.float64))
         m["fid"] = scores.frechet_distance(mu, sigma, real["mu"], real["sigma"])
     if "is" in options["metrics"]:
-        m["is_mean"], m["is_std"] = scores.inception_score(fake_p, options["is_splits"])
-        protocol["is"] = f"{options['is_splits']} splits of the fake images, in order"
+        m["is_mean"], m["is_std"] = scores.inception_score(fake_p, options["is_splits"], seed=options["seed"])
+        protocol["is"] = f"{options['is_splits']} splits of the fake images after a permutation seeded by seed"
     if "kid" in options["metrics"]:
         size = min(options["kid_subset_size"], len(fake_f), len(real["features"]))
         m["kid_mean"], m["kid_std"] = scores.kernel_inception_distance(

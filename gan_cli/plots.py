@@ -58,6 +58,18 @@ def scatter(points: torch.Tensor, centres: torch.Tensor | None = None, size: int
     return np.asarray(image)
 
 
+def label_rows(grid: np.ndarray, labels: list[str], margin: int = 44) -> np.ndarray:
+    """A white margin on the left of an image grid with one label per row of tiles."""
+    height, width = grid.shape[:2]
+    image = Image.new("RGB", (width + margin, height), "white")
+    image.paste(Image.fromarray(grid), (margin, 0))
+    draw = ImageDraw.Draw(image)
+    row = height / len(labels)
+    for i, label in enumerate(labels):
+        draw.text((4, int(row * (i + 0.5)) - 6), label, fill=(0, 0, 0))
+    return np.asarray(image)
+
+
 def save_png(array: np.ndarray, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,8 @@ def sample(options: dict) -> list[Path]:
     result = generate(G, (means[0] - means[1] + means[2])[None], bs, device)[0]
     tiles += [blank] * (width - 1) + [result]
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
-    plots.save_png(plots.image_grid(torch.stack(tiles), nrow=width), target)
+    grid = plots.image_grid(torch.stack(tiles), nrow=width)
+    plots.save_png(plots.label_rows(grid, ["a", "- b", "+ c", "="]), target)  # each row ends in its mean
     return [target]
 
 

@@ -84,7 +84,7 @@ def test_truncation():
 def test_arithmetic_figure(run, tmp_path):
     (figure,) = go(f"ckpt={run}", "mode=arithmetic", "a=[1,2,3]", "b=[4,5]", "c=[6]", f"out={tmp_path / 'ar.png'}")
     # Rows a, b, c and the result; each row holds up to three seeds and then the group's mean.
-    assert Image.open(figure).size == (4 * 18 + 2, 4 * 18 + 2)
+    assert Image.open(figure).size == (44 + 4 * 18 + 2, 4 * 18 + 2)  # a margin for the row labels
 
 
 def test_toy2d_checkpoint_gives_a_scatter_and_the_points(tmp_path):

@@ -51,12 +51,16 @@ def test_frechet_distance_of_equal_statistics_is_zero_even_when_rank_deficient()
 def test_inception_score_by_hand():
     # Confident and evenly spread over 4 classes: IS = 4; the same prediction everywhere: IS = 1.
     confident = np.tile(np.eye(4), (10, 1))
-    assert inception_score(confident, splits=10) == pytest.approx((4.0, 0.0))
+    assert inception_score(confident, splits=10, shuffle=False) == pytest.approx((4.0, 0.0))
     assert inception_score(np.full((40, 4), 0.25), splits=10) == pytest.approx((1.0, 0.0))
     # Two classes, p = (0.9, 0.1) and (0.1, 0.9) alternating: exp(KL((0.9, 0.1) || (0.5, 0.5))).
     alternating = np.tile([[0.9, 0.1], [0.1, 0.9]], (5, 1))
     kl = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
-    assert inception_score(alternating, splits=1)[0] == pytest.approx(math.exp(kl))
+    assert inception_score(alternating, splits=1, shuffle=False)[0] == pytest.approx(math.exp(kl))
+    # Sorted by class (as images read from class folders are), splits must not see one class each.
+    sorted_by_class = np.repeat(np.eye(4), 25, axis=0)
+    assert inception_score(sorted_by_class, splits=4, shuffle=False)[0] == pytest.approx(1.0)
+    assert inception_score(sorted_by_class, splits=4)[0] > 3.0
 
 
 def test_kid_matches_the_unbiased_estimator_written_out():

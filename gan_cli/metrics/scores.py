@@ -49,11 +49,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
 
 
-def inception_score(probs, splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) on each of `splits` consecutive parts; returns (mean, std) over them."""
+def inception_score(probs, splits: int = 10, shuffle: bool = True, seed: int = 2020) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) on each of `splits` parts; returns (mean, std) over them.
+
+    The items are shuffled first (a seeded permutation, drawn as torch-fidelity draws it): images read
+    from class folders come sorted by class, and a split holding one class would score near 1.
+    """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or len(p) < splits:
         raise ValueError(f"need an N x classes matrix with N >= splits={splits}, got shape {p.shape}")
+    if shuffle:
+        p = p[np.random.RandomState(seed).permutation(len(p))]
     scores, n = [], len(p)
     for i in range(splits):  # the parts of the original code (and torch-fidelity): [i N / s, (i + 1) N / s)
         part = p[i * n // splits:(i + 1) * n // splits]
