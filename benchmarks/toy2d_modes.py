@@ -105,6 +105,7 @@ def main():
     parser.add_argument("--mixtures", nargs="+", default=["ring", "grid"])
     parser.add_argument("--quick", action="store_true", help="1,000 steps and one seed")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on its own process")
+    parser.add_argument("--table-only", action="store_true", help="write the tables from the stored runs alone")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.quick:
@@ -142,6 +143,8 @@ def main():
                 else:
                     todo.append((preset, mixture, seed, args.steps, picture, threads))
     print(f"{len(rows)} runs stored, {len(todo)} to train", flush=True)
+    if args.table_only:
+        todo = []
 
     def finished(entry):
         rows[(entry["mixture"], entry["preset"], entry["seed"])] = entry
@@ -176,10 +179,17 @@ def main():
                   "| preset | modes | high quality % | reverse KL | high quality % per seed | goal met | s per run |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for preset in args.presets:
-            results = [rows[(mixture, preset, seed)]["metrics"] for seed in args.seeds]
-            seconds = [rows[(mixture, preset, seed)]["seconds"] for seed in args.seeds]
+            done_seeds = [seed for seed in args.seeds if (mixture, preset, seed) in rows]
+            if not done_seeds:
+                lines.append(f"| `{preset}` | not run | | | | | |")
+                continue
+            results = [rows[(mixture, preset, seed)]["metrics"] for seed in done_seeds]
+            seconds = [rows[(mixture, preset, seed)]["seconds"] for seed in done_seeds]
             per_seed = ", ".join(f"{m['hq_percent']:.1f}" for m in results)
-            goal = all(m["modes"] == MODES[mixture] and m["hq_percent"] >= 95 and m["reverse_kl"] <= 0.03 for m in results)
+            goal = len(done_seeds) == len(args.seeds) and all(
+                m["modes"] == MODES[mixture] and m["hq_percent"] >= 95 and m["reverse_kl"] <= 0.03 for m in results)
+            if len(done_seeds) < len(args.seeds):
+                per_seed += f" (seeds {done_seeds} only)"
             lines.append(
                 f"| `{preset}` | {mean_std([m['modes'] for m in results], 1)} "
                 f"| {mean_std([m['hq_percent'] for m in results], 1)} "
@@ -195,8 +205,11 @@ def main():
     table.write_text("\n".join(lines))
 
     # One figure: a row per mixture, a column per preset (first seed), each scatter shrunk to 240 px.
-    tiles = [[Image.open(pictures_dir / f"{m}-{p}.png").convert("RGB").resize((240, 240)) for p in args.presets]
-             for m in args.mixtures]
+    def tile(m, p):
+        path = pictures_dir / f"{m}-{p}.png"
+        return Image.open(path).convert("RGB").resize((240, 240)) if path.exists() else Image.new("RGB", (240, 240), "white")
+
+    tiles = [[tile(m, p) for p in args.presets] for m in args.mixtures]
     figure = Image.new("RGB", (240 * len(args.presets), 240 * len(args.mixtures)), "white")
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
