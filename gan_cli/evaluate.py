@@ -11,7 +11,6 @@ terminal and a JSON file with every value and the protocol that produced it.
 """
 
 import hashlib
-import importlib.resources
 import json
 import logging
 import sys
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 import gan_cli
@@ -28,6 +26,7 @@ from gan_cli.data import TensorBatches
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone, cache_dir
+from gan_cli.options import defaults as conf_defaults
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -79,8 +78,7 @@ def dataset_node(name_or_folder: str, root=None, resolution=None, channels=None)
         choices = sorted(registry.TABLES["dataset"])
         if name_or_folder not in choices:
             raise UserError(f"real={name_or_folder} is neither a folder nor a data set ({', '.join(choices)})")
-        text = importlib.resources.files("gan_cli.conf").joinpath("dataset", f"{name_or_folder}.yaml").read_text()
-        node = OmegaConf.to_container(OmegaConf.create(text))
+        node = conf_defaults("dataset", name_or_folder)
     if root is not None:
         node["root"] = str(root)
     if resolution is not None and "resolution" in registry.options("dataset", node["name"]):

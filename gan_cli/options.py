@@ -8,9 +8,10 @@ from omegaconf.errors import OmegaConfBaseException
 from gan_cli import UserError
 
 
-def defaults(name: str) -> dict:
-    """conf/<name>.yaml (installed as gan_cli.conf) as plain data."""
-    text = importlib.resources.files("gan_cli.conf").joinpath(f"{name}.yaml").read_text()
+def defaults(*parts: str) -> dict:
+    """conf/<parts>.yaml (installed as gan_cli.conf) as plain data, e.g. defaults("dataset", "mnist")."""
+    *folders, name = parts
+    text = importlib.resources.files("gan_cli.conf").joinpath(*folders, f"{name}.yaml").read_text()
     return OmegaConf.to_container(OmegaConf.create(text))
 
 

@@ -172,13 +172,12 @@ def vector_nets(c: dict) -> list[str]:
     A replaced node takes conf/<group>/mlp.yaml's defaults plus the options both nets share
     (z_dim, spectral_norm). Returns the groups replaced; `c` is changed in place.
     """
-    import importlib.resources
+    from gan_cli.options import defaults
 
     replaced = []
     for group in ("generator", "discriminator"):
         if c[group]["name"] in CONV_NETS:
-            text = importlib.resources.files("gan_cli.conf").joinpath(group, "mlp.yaml").read_text()
-            node = OmegaConf.to_container(OmegaConf.create(text))
+            node = defaults(group, "mlp")
             shared = set(registry.options(group, "mlp")) & set(c[group])
             c[group] = {**node, **{k: c[group][k] for k in shared}}
             replaced.append(group)
@@ -504,7 +503,10 @@ def train(cfg, run_dir, overrides=()) -> dict:
                 check_finite()
                 evaluate_now(step)
             # A signal stops the run once this step is done, on every process at the same step.
-            if distributed.maximum(int(signals.received is not None), device) if world > 1 else signals.received:
+            stop = signals.received is not None
+            if world > 1:
+                stop = bool(distributed.maximum(int(stop), device))
+            if stop:
                 break
         bar.close()
 
