@@ -12,7 +12,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: train test test-all install dev clean
+.PHONY: train test test-all bench bench-quick install dev clean
 
 train: $(VENV)/.installed ## install the package and run the default training (DCGAN on digits)
 	$(VENV)/bin/gan-train $(ARGS)
@@ -22,6 +22,12 @@ test: $(VENV)/.installed-dev ## install .[dev] and run the tests, slow ones excl
 
 test-all: $(VENV)/.installed-dev ## every test, the slow ones too
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-bench ## every benchmark (about an hour on 2 cores) -> benchmarks/results.md
+	$(PYTHON) benchmarks/run_all.py
+
+bench-quick: $(VENV)/.installed-bench ## every benchmark, short runs (a few minutes) -> benchmarks/results-quick.md
+	$(PYTHON) benchmarks/run_all.py --quick
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
@@ -36,6 +42,10 @@ $(VENV)/.installed: pyproject.toml | $(PYTHON)
 
 $(VENV)/.installed-dev: pyproject.toml | $(PYTHON)
 	$(PIP) install -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(PYTHON)
+	$(PIP) install -e ".[bench]"
 	touch $@ $(VENV)/.installed
 
 clean: ## remove build leftovers (never outputs/)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy2d_modes import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 from gan_cli.evaluate import evaluate, parse_args  # noqa: E402
 

@@ -25,7 +25,7 @@ import scipy.linalg
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy2d_modes import machine  # noqa: E402
+from common import machine  # noqa: E402
 
 from gan_cli.metrics import scores  # noqa: E402
 from gan_cli.metrics.backbones import InceptionBackbone  # noqa: E402
@@ -66,19 +66,20 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=100, help="images for the extraction timing")
     parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--quick", action="store_true", help="one repeat, 50 images")
+    parser.add_argument("--dims", type=int, default=2048, help="feature dimensions of the Frechet distance")
+    parser.add_argument("--quick", action="store_true", help="one repeat, 512 dimensions, 20 images")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "metric_speed.md")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.images = 1, 50
+        args.repeats, args.images, args.dims = 1, 20, 512
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torch_fidelity.metric_fid import fid_statistics_to_metric
 
     rng = np.random.default_rng(0)
-    d = 2048
+    d = args.dims
     stats = []
-    for shift in (0.0, 0.3):  # two different covariances, full rank (4096 samples > 2048 dimensions)
-        x = rng.standard_normal((4096, d)) @ (np.eye(d) + shift * rng.standard_normal((d, d)) / np.sqrt(d))
+    for shift in (0.0, 0.3):  # two different covariances, full rank (2 d samples > d dimensions)
+        x = rng.standard_normal((2 * d, d)) @ (np.eye(d) + shift * rng.standard_normal((d, d)) / np.sqrt(d))
         stats.append(scores.gaussian(np.abs(x)))  # ReLU-like features: non-negative, correlated
     (mu1, s1), (mu2, s2) = stats
     t_ours, ours = timed(lambda: scores.frechet_distance(mu1, s1, mu2, s2), args.repeats)
@@ -119,9 +120,9 @@ def main():
         "",
         "| what | gan-cli | reference | ratio (reference time / ours) |",
         "| --- | --- | --- | --- |",
-        f"| Frechet distance, 2048-d (s) | {t_ours:.2f} | {t_ref:.2f} (scipy.linalg.sqrtm, as pytorch-fid) "
+        f"| Frechet distance, {d}-d (s) | {t_ours:.3f} | {t_ref:.3f} (scipy.linalg.sqrtm, as pytorch-fid) "
         f"| {t_ref / t_ours:.1f}x |",
-        f"| Frechet distance, 2048-d (s) | {t_ours:.2f} | {t_fidelity:.2f} (torch-fidelity 0.4: eigvals of S1 S2) "
+        f"| Frechet distance, {d}-d (s) | {t_ours:.3f} | {t_fidelity:.3f} (torch-fidelity 0.4: eigvals of S1 S2) "
         f"| {t_fidelity / t_ours:.1f}x |",
         f"| Inception features, {args.images} images of 32x32 upsampled to 299 (images/s) | {args.images / t_ours_x:.1f} "
         f"| {args.images / t_ref_x:.1f} (torch-fidelity extractor) | {t_ref_x / t_ours_x:.2f}x |",

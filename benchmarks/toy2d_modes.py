@@ -18,21 +18,21 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 
-import gan_cli
 from gan_cli.train import register_resolvers, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
 
 # PacGAN (Lin et al. 2018), Table 1 (grid) and its ring experiment: modes / high-quality % / reverse KL.
 PUBLISHED = {
@@ -41,6 +41,7 @@ PUBLISHED = {
 }
 PRESETS = ["gan", "dcgan", "lsgan", "wgan", "wgan_gp", "sngan"]
 MODES = {"ring": 8, "grid": 25}
+WATCH_ONLY = ("eval_every", "eval_metric", "eval_samples")  # trainer keys that never change what a run learns
 
 
 def compose_run(preset, mixture, seed, steps):
@@ -59,6 +60,12 @@ def compose_run(preset, mixture, seed, steps):
         cfg = compose("train", overrides=overrides)
     settings = OmegaConf.to_container(cfg)
     settings.pop("hydra", None)
+    # Left out of the hash: settings that watch a run without changing what it learns, and the
+    # unconditional default; both came after the first stored runs, which equal today's runs.
+    for key in WATCH_ONLY:
+        settings["trainer"].pop(key, None)
+    if settings.get("conditioning") == {"name": "none"}:
+        settings.pop("conditioning")
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return cfg, key
 
@@ -85,18 +92,6 @@ def mean_std(values, digits):
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, gan-cli {gan_cli.__version__}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20000, help="generator steps per run")
@@ -106,6 +101,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1,000 steps and one seed")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on its own process")
     parser.add_argument("--table-only", action="store_true", help="write the tables from the stored runs alone")
+    parser.add_argument("--fresh", action="store_true", help="train every run again, ignoring the stored ones")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.quick:
@@ -126,7 +122,7 @@ def main():
 
     store = args.out / "toy2d_runs.jsonl"
     done = {}
-    if store.exists():
+    if store.exists() and not args.fresh:
         for line in store.read_text().splitlines():
             entry = json.loads(line)
             done[(entry["preset"], entry["mixture"], entry["seed"], entry["steps"], entry["config"])] = entry

@@ -1,0 +1,54 @@
+"""What the benchmark scripts share: the machine they ran on, composing a gan-train config, tables."""
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+import gan_cli
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine(device: str = "cpu") -> str:
+    """One line naming the hardware and software a number came from."""
+    versions = f"torch {torch.__version__}, gan-cli {gan_cli.__version__}"
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}, {versions}"
+    return f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} threads, {versions}"
+
+
+def compose(overrides):
+    """gan-train's config for these overrides, as the command line would compose it."""
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    from gan_cli.train import register_resolvers
+
+    register_resolvers()
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        return hydra_compose("train", overrides=list(overrides))
+
+
+def table(header, rows) -> list[str]:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,220 @@
+"""Sample quality of every image preset after a fixed CPU budget, beside the real-versus-real floor.
+
+    python benchmarks/image_quality.py                    # 300 CPU seconds per run, digits and MNIST
+    python benchmarks/image_quality.py --budget 600 --jobs 2
+    python benchmarks/image_quality.py --quick            # 10 CPU seconds per run, digits only
+
+Data: scikit-learn's digits, and the real MNIST test images (`dataset=folder` on
+../shared/data/mnist-t10k-png, or --mnist <folder with one subfolder per class>; left out with a note
+where the folder is absent). Both at 32x32.
+
+Each run: `gan-train model=<preset> dataset=<data> trainer.steps=N` on one thread. N is the budget
+turned into steps: after a 3-step warm-up, runs of 1 and 11 steps measure the preset's CPU seconds
+per step (their difference over 10), and N = budget / that. (So a preset with n_critic=5 gets fewer G steps, as it would on the
+same machine time; the run itself is deterministic, and its row gives the command that repeats it.)
+
+Evaluation: the data set's images, as the training loop sees them, are split into two halves that
+keep every class's share. gan-eval scores G's samples (as many as half A holds) against half B with
+the classifier backbone (a small CNN trained on half B): FID, precision/recall and IS. The floor is
+half A itself scored the same way: the FID a perfect generator would get with this many samples.
+The class-conditional presets (cgan, acgan, sngan_projection) also draw their samples class by class
+(0, 1, ..., 9, 0, ...) and are scored per class: the share the classifier labels as the class asked
+for (class accuracy; the goal for acgan and sngan_projection: above 90 %), and the mean over classes
+of the FID of each class's samples against half B's images of that class (intra-class FID).
+Writes benchmarks/results/image_quality.md and a PNG of the final sample grids per data set.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, compose, machine, table  # noqa: E402
+
+PRESETS = ["gan", "dcgan", "lsgan", "wgan", "wgan_gp", "sngan", "cgan", "acgan", "sngan_projection", "infogan"]
+CLASS_CONDITIONAL = ("cgan", "acgan", "sngan_projection")  # scored per class too
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-png"
+
+
+def dataset_overrides(name, mnist_root):
+    return ["dataset=digits"] if name == "digits" else ["dataset=folder", f"dataset.root={mnist_root}"]
+
+
+def run_overrides(preset, data, mnist_root, steps):
+    return [f"model={preset}", *dataset_overrides(data, mnist_root), f"trainer.steps={steps}",
+            f"trainer.sample_every={steps}", "trainer.ckpt_every=0", "trainer.progress=false"]
+
+
+def export_halves(data, mnist_root, folder: Path) -> tuple[Path, Path, int]:
+    """The data set's images at the training resolution, as PNGs in class folders: halves A and B."""
+    from gan_cli import registry
+
+    node = dict(compose(dataset_overrides(data, mnist_root)).dataset)
+    source = registry.build("dataset", node, batch_size=1, device=torch.device("cpu"), seed=0)
+    images, labels = source.images.numpy(), source.labels.numpy()
+    halves = folder / "half_a", folder / "half_b"
+    for c in np.unique(labels):
+        for i, index in enumerate(np.flatnonzero(labels == c)):
+            target = halves[i % 2] / str(c) / f"{index:05d}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index, 0]).save(target)
+    return halves[0], halves[1], sum(1 for _ in halves[0].rglob("*.png"))
+
+
+def scores(options):
+    from gan_cli.evaluate import evaluate, parse_args
+
+    result = evaluate(parse_args(options))
+    return result["metrics"], result.get("classifier_test_accuracy")
+
+
+def eval_options(half_b, count, cache, out, per_class=False):
+    metrics = "[fid,pr,is,accuracy,intra_fid]" if per_class else "[fid,pr,is]"
+    return [f"real={half_b}", f"cache_dir={cache}", "progress=false", f"num_samples={count}",
+            f"metrics={metrics}", f"out={out}"]
+
+
+def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads):
+    """Calibrate, train for the budget, score; in a process of its own with `threads` threads."""
+    from gan_cli.train import train
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(compose(run_overrides(preset, data, mnist_root, 3)), Path(tmp) / "warm-up")
+        # Seconds per step without the fixed costs of a run (setup, the final grid and checkpoint).
+        cpu = []
+        for steps in (1, 11):
+            start = time.process_time()
+            train(compose(run_overrides(preset, data, mnist_root, steps)), Path(tmp) / f"calibration-{steps}")
+            cpu.append(time.process_time() - start)
+        per_step = max(cpu[1] - cpu[0], 1e-3) / 10
+    steps = max(1, int(budget / per_step))
+    run_dir = work / f"{data}-{preset}"
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    result = train(compose(run_overrides(preset, data, mnist_root, steps)), run_dir)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    metrics, _ = scores(["ckpt=" + str(run_dir), *eval_options(half_b, count, work / f"cache-{data}",
+                                                                   work / f"eval-{data}-{preset}.json",
+                                                                   preset in CLASS_CONDITIONAL)])
+    return {"preset": preset, "data": data, "steps": steps, "cpu_s": cpu, "wall_s": wall, "metrics": metrics,
+            "grid": str(result["grid"]), "threads": threads}
+
+
+def grid_figure(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0))
+    for ax, row in zip(np.atleast_1d(axes), rows):
+        ax.imshow(Image.open(row["grid"]).convert("RGB"))
+        ax.set_title(f"{row['preset']}\nFID {row['metrics']['fid']:.1f}, {row['steps']} steps", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=300, help="CPU seconds of training per run")
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--data", nargs="+", default=["digits", "mnist"], choices=["digits", "mnist"])
+    parser.add_argument("--mnist", type=Path, default=MNIST, help="MNIST images in one folder per class")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
+    parser.add_argument("--out", type=Path, default=RESULTS / "image_quality.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.budget, args.data = 10, ["digits"]
+    command = "python benchmarks/image_quality.py" + (" --quick" if args.quick else f" --budget {args.budget:g}")
+    notes = []
+    if "mnist" in args.data and not args.mnist.is_dir():
+        args.data = [d for d in args.data if d != "mnist"]
+        notes.append(f"MNIST left out: no folder {args.mnist.name} here (--mnist <folder> points to one).")
+    torch.set_num_threads(max(1, (torch.get_num_threads() // args.jobs)))
+    where = machine()
+    lines = [
+        "## Sample quality after a fixed CPU budget",
+        "",
+        f"`{command}`; {where}; {args.jobs} runs at a time, one thread each. Every run trains for "
+        f"{args.budget:g} CPU seconds (the step count comes from a calibration run of the preset), then gan-eval "
+        "scores as many samples as half A holds against half B with the classifier backbone. The floor: half A "
+        "against half B, the FID of a perfect generator at this sample size.",
+        "",
+        *notes,
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        floors, jobs = {}, []
+        for data in args.data:
+            half_a, half_b, count = export_halves(data, args.mnist, work / f"halves-{data}")
+            # The floor, measured first: it also trains (and caches) the data set's classifier.
+            start = time.perf_counter()
+            metrics, accuracy = scores([f"fake={half_a}", *eval_options(half_b, count, work / f"cache-{data}",
+                                                                         work / f"eval-{data}-floor.json")])
+            floors[data] = (metrics, accuracy, count, time.perf_counter() - start)
+            print(f"{data}: floor FID {metrics['fid']:.3f} ({count} images a side, classifier "
+                  f"{100 * accuracy:.1f}%)", flush=True)
+            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1) for preset in args.presets]
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(run_one, *job) for job in jobs]):
+                row = future.result()
+                results.append(row)
+                print(f"{row['data']:6s} {row['preset']:8s} {row['steps']:5d} steps, {row['cpu_s']:.0f} CPU s: "
+                      f"FID {row['metrics']['fid']:.2f}", flush=True)
+
+        for data in args.data:
+            metrics, accuracy, count, _ = floors[data]
+            rows = sorted((r for r in results if r["data"] == data), key=lambda r: args.presets.index(r["preset"]))
+            name = "digits (scikit-learn, 1,797 images)" if data == "digits" else f"MNIST test images ({args.mnist.name})"
+            figure = args.out.parent / f"image_quality_{data}.png"
+            grid_figure(rows, figure, f"{name}: final samples after {args.budget:g} CPU s per run; {where}")
+            table_rows = [["real half A (the floor)", "", "", f"{metrics['fid']:.2f}", f"{metrics['precision']:.3f}",
+                           f"{metrics['recall']:.3f}", f"{metrics['is_mean']:.2f}", "", "", ""]]
+            for r in rows:
+                m = r["metrics"]
+                shown_root = os.path.relpath(args.mnist, Path(__file__).parents[1])
+                run = " ".join(run_overrides(r["preset"], data, shown_root, r["steps"])[:-3])
+                accuracy = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else ""
+                if "accuracy" in m and r["preset"] in ("acgan", "sngan_projection"):
+                    accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
+                intra = f"{m['intra_fid']:.2f}" if "intra_fid" in m else ""
+                table_rows.append([f"`{r['preset']}`", r["steps"], f"{r['cpu_s']:.0f}", f"{m['fid']:.2f}",
+                                   f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['is_mean']:.2f}",
+                                   accuracy, intra, f"`gan-train {run}`"])
+            lines += [
+                f"### {name}",
+                "",
+                f"{count} samples against half B ({count} or so real images); classifier test accuracy "
+                f"{100 * accuracy:.1f}% on its held-out tenth of half B.",
+                "",
+                *table(["preset", "G steps", "CPU s", "FID (classifier)", "precision", "recall", "IS",
+                        "class accuracy %", "intra-class FID", "run"], table_rows),
+                "",
+                f"![{data} samples]({args.out.parent.name}/{figure.name})",
+                "",
+            ]
+    args.out.write_text("\n".join(lines))
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"command": command, "machine": where, "floors": {d: f[0] for d, f in floors.items()},
+         "runs": [{k: v for k, v in r.items() if k != "grid"} for r in results]}, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Every benchmark, one after the other, into one Markdown file with tables and plots.
+
+    make bench          = python benchmarks/run_all.py           about an hour on a 2-core CPU
+    make bench-quick    = python benchmarks/run_all.py --quick   a few minutes: short runs, to check that all works
+
+The full run writes benchmarks/results.md (sections and pictures in benchmarks/results/); the quick
+one writes benchmarks/results-quick.md and benchmarks/results-quick/, leaving the full results alone.
+Each section is written by its own script, which can also be run alone (see their docstrings):
+
+  train_speed.py     gan-train beside a plain PyTorch DCGAN loop (pytorch/examples style)
+  scaling.py         steps/s and memory against batch size and resolution; cost of the penalty and n_critic
+  metric_speed.py    the Frechet distance beside scipy's sqrtm; feature extraction beside torch-fidelity
+  toy2d_modes.py     mode collapse on the 2-D mixtures beside PacGAN's rows
+  fid_floor.py       the classifier FID of real against real, noise and collapse (real MNIST test images)
+  image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
+                     class accuracy and intra-class FID of the conditional presets
+
+The toy2d runs take hours (every preset, two mixtures, three seeds, up to 20,000 steps each). A run is
+stored in results/toy2d_runs.jsonl with a hash of its composed config and is reused while that hash
+matches, so `make bench` trains only runs whose preset changed; --fresh trains them all again.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from common import machine  # noqa: E402
+
+# The toy2d tables: the budget each preset was measured at (the n_critic=5 presets at the same number of
+# critic updates as 10,000 steps of the others).
+TOY2D = [("20000", ["gan"]), ("10000", ["gan", "dcgan", "lsgan"]), ("2000", ["wgan", "wgan_gp", "sngan"])]
+
+
+def sections(quick: bool, out: Path, fresh: bool):
+    """(title, command, markdown file written) of every benchmark."""
+    py = sys.executable
+    q = ["--quick"] if quick else []
+    yield "training speed", [py, HERE / "train_speed.py", *q, "--out", out / "train_speed.md"], out / "train_speed.md"
+    yield "scaling", [py, HERE / "scaling.py", *q, "--out", out / "scaling.md"], out / "scaling.md"
+    yield "metric speed", [py, HERE / "metric_speed.py", *q, "--out", out / "metric_speed.md"], out / "metric_speed.md"
+    if quick:
+        cmd = [py, HERE / "toy2d_modes.py", "--steps", "500", "--seeds", "0", "--jobs", "2", "--out", out]
+        yield "toy2d", cmd, out / "toy2d_modes_500_steps.md"
+    else:
+        for steps, presets in TOY2D:
+            cmd = [py, HERE / "toy2d_modes.py", "--steps", steps, "--presets", *presets, "--jobs", "2", "--out", out,
+                   *(["--fresh"] if fresh else [])]
+            yield f"toy2d, {steps} steps", cmd, out / f"toy2d_modes_{steps}_steps.md"
+        yield "FID floor", [py, HERE / "fid_floor.py", "--out", out / "fid_floor.md"], out / "fid_floor.md"
+    yield "image quality", [py, HERE / "image_quality.py", *q, "--out", out / "image_quality.md"], out / "image_quality.md"
+
+
+def summary(out: Path, quick: bool) -> list[str]:
+    """The goals of the benchmarks and what this run measured."""
+    rows = []
+    speed = out / "train_speed.json"
+    if speed.exists():
+        data = json.loads(speed.read_text())
+        rates = data["rates"]
+        for name in (n for n in rates if n != "plain"):
+            ratios = sorted(t / p for t, p in zip(rates[name], rates["plain"]))
+            median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+            gpu = data.get("device", "cpu").startswith("cuda")
+            goal = 1.5 if gpu else 1.0
+            label = "gan-train" + ("" if name == "32" else f" ({name})")
+            rows.append(f"| {label} steps/s over the plain PyTorch loop | >= {goal}x | {median:.2f}x "
+                        f"| {'yes' if median >= goal else 'no'} |")
+    quality = out / "image_quality.json"
+    if quality.exists():
+        data = json.loads(quality.read_text())
+        for name, floor in data["floors"].items():
+            runs = [r for r in data["runs"] if r["data"] == name]
+            if runs:
+                best = min(runs, key=lambda r: r["metrics"]["fid"])
+                rows.append(f"| best classifier FID on {name} (floor {floor['fid']:.2f}) | reported | "
+                            f"{best['metrics']['fid']:.2f} (`{best['preset']}`) | |")
+            for run in runs:
+                if run["preset"] in ("acgan", "sngan_projection") and "accuracy" in run["metrics"]:
+                    accuracy = 100 * run["metrics"]["accuracy"]
+                    rows.append(f"| class accuracy of `{run['preset']}` samples on {name} | > 90 % | {accuracy:.1f} % "
+                                f"| {'yes' if accuracy > 90 else 'no'} |")
+    if not rows:
+        return []
+    return ["| goal | target | measured | met |", "| --- | --- | --- | --- |", *rows, ""]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs of every benchmark (a few minutes)")
+    parser.add_argument("--fresh", action="store_true", help="train the stored toy2d runs again (hours)")
+    parser.add_argument("--only", nargs="+", help="run only the sections whose title starts with these words")
+    args = parser.parse_args()
+    name = "results-quick" if args.quick else "results"
+    out, report = HERE / name, HERE / f"{name}.md"
+    out.mkdir(exist_ok=True)
+    started, timings = time.perf_counter(), []
+    for title, cmd, md in sections(args.quick, out, args.fresh):
+        if args.only and not any(title.startswith(word) for word in args.only):
+            continue
+        print(f"== {title}: {' '.join(str(c) for c in cmd)}", flush=True)
+        start = time.perf_counter()
+        done = subprocess.run([str(c) for c in cmd])
+        timings.append((title, time.perf_counter() - start, done.returncode))
+        if done.returncode:
+            print(f"== {title} failed (exit {done.returncode}); going on with the others", flush=True)
+
+    command = "make bench-quick" if args.quick else "make bench"
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{command}` (`python benchmarks/run_all.py{' --quick' if args.quick else ''}`) on "
+        f"{datetime.now():%Y-%m-%d}; machine: {machine()}. Every row names the command that produced it; "
+        "speed ratios are measured side by side in one run, never against numbers from another machine.",
+        "",
+    ]
+    if args.quick:
+        lines += ["This is the quick variant: runs too short for the numbers to mean much; `make bench` gives "
+                  "the real ones.", ""]
+    lines += summary(out, args.quick)
+    for title, cmd, md in sections(args.quick, out, args.fresh):
+        if md.exists():
+            text = md.read_text()
+            if title.startswith("toy2d"):
+                picture = md.with_suffix(".png")
+                text += f"\n![toy2d scatter plots]({out.name}/{picture.name})\n"
+            lines += [text.strip(), ""]
+    spent = ", ".join(f"{t} {s / 60:.1f} min{'' if rc == 0 else ' (failed)'}" for t, s, rc in timings)
+    lines += [f"Time taken by this run: {(time.perf_counter() - started) / 60:.0f} min ({spent}).", ""]
+    report.write_text("\n".join(lines))
+    print(f"wrote {report}")
+    if any(rc for _, _, rc in timings):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
