@@ -32,8 +32,9 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
-METRICS = ("fid", "is", "kid", "pr")
-REAL_STATS_VERSION = 1  # bump when the way real features are gathered changes: cached ones are then rebuilt
+METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid")
+CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
+REAL_STATS_VERSION = 2  # bump when the way real features are gathered changes: cached ones are then rebuilt
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -100,6 +101,18 @@ def all_images(data, limit=None, seed=0, batch=500):
         yield images
 
 
+def all_labels(data, limit=None, seed=0) -> np.ndarray | None:
+    """The labels of the images all_images yields, in the same order (None for unlabelled data)."""
+    if not getattr(data, "num_classes", 0):
+        return None
+    n = len(data)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
+    order = order[:limit] if limit else order
+    if isinstance(data, TensorBatches):
+        return data.labels.cpu()[order].numpy()
+    return np.array([int(data.dataset[i][1]) for i in order.tolist()])
+
+
 def labelled_split(node: dict, seed=0):
     """The labelled images a classifier backbone learns from: the data set's train split and its test
     split where it has them, else a seeded 90/10 split of all its images."""
@@ -163,18 +176,30 @@ def real_features(backbone, node: dict, options: dict, shape) -> dict:
                               count, "real images", options["progress"])
     mu, sigma = scores.gaussian(features.astype(np.float64))
     result = {"protocol": protocol, "features": features, "probs": probs, "mu": mu, "sigma": sigma,
-              "count": len(features), "name": data.name}
+              "count": len(features), "name": data.name, "labels": all_labels(data, options["num_real"], options["seed"])}
     checkpoint.save({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in result.items()}, path)
     return result
 
 
-def generated_batches(G, num_samples, batch_size, seed, device):
-    """uint8 images from G for z drawn on the CPU from `seed` (the same z on any device)."""
+def sample_labels(num_samples: int, num_classes: int) -> torch.Tensor:
+    """The classes of a conditional G's samples: 0, 1, ..., K-1, 0, 1, ...: as many of each as can be."""
+    return torch.arange(num_samples) % num_classes
+
+
+def generated_batches(G, num_samples, batch_size, seed, device, cond=None):
+    """G's samples for z drawn on the CPU from `seed` (the same z on any device). A class-conditional G
+    draws the classes of sample_labels; InfoGAN's G codes drawn from their prior after z."""
     g = torch.Generator().manual_seed(seed)
+    labels = sample_labels(num_samples, cond.num_classes) if cond is not None and cond.num_classes else None
     for start in range(0, num_samples, batch_size):
-        z = torch.randn(min(batch_size, num_samples - start), G.z_dim, generator=g).to(device)
+        n = min(batch_size, num_samples - start)
+        z = torch.randn(n, G.z_dim, generator=g).to(device)
+        if labels is not None:
+            c = labels[start:start + n].to(device)
+        else:
+            c = None if cond is None else cond.sample(n, None, device, g)
         with torch.no_grad():
-            yield G(z)
+            yield G(z) if c is None else G(z, c)
 
 
 def folder_batches(files, resolution, channels, batch_size):
@@ -197,14 +222,14 @@ class TrainingEvaluator:
     (trained once per data set and cached, like the real features) or, on toy2d, the mode metrics."""
 
     def __init__(self, node: dict, data, metric: str, num_samples: int, batch_size: int, seed: int, device,
-                 cache=None):
+                 cache=None, cond=None):
         toy = len(data.shape) == 1
         allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
         if metric not in allowed:
             raise UserError(f"trainer.eval_metric={metric} does not apply to {data.name}; choose one of: "
                             f"{', '.join(allowed)}")
         self.metric, self.num_samples, self.batch_size, self.seed = metric, num_samples, batch_size, seed
-        self.data, self.device, self.toy = data, device, toy
+        self.data, self.device, self.toy, self.cond = data, device, toy, cond
         self.lower_is_better = LOWER_IS_BETTER[metric]
         if not toy:
             self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
@@ -219,7 +244,7 @@ class TrainingEvaluator:
         was_training = G.training
         G.eval()
         try:
-            batches = generated_batches(G, self.num_samples, self.batch_size, self.seed, self.device)
+            batches = generated_batches(G, self.num_samples, self.batch_size, self.seed, self.device, self.cond)
             if self.toy:
                 points = torch.cat(list(batches))
                 return float(toy2d_metrics.mode_metrics(points, self.data.centres, self.data.sigma)[self.metric])
@@ -242,7 +267,8 @@ class TrainingEvaluator:
 
 
 def load_generator(ckpt: str, use_ema: bool, device):
-    """G (G_ema where present and wanted) of a checkpoint, with the run's data set node."""
+    """G (G_ema where present and wanted) of a checkpoint, with the run's data set node and its
+    conditioning (what G takes besides z: see gan_cli/conditioning.py)."""
     from gan_cli.train import vector_nets
 
     path = checkpoint.find(ckpt)
@@ -251,11 +277,13 @@ def load_generator(ckpt: str, use_ema: bool, device):
     data = build_data(config["dataset"])
     if len(data.shape) == 1:
         vector_nets(config)
-    G = registry.build("generator", config["generator"], shape=data.shape)
+    cond = registry.build("conditioning", config.get("conditioning") or {"name": "none"})
+    cond.setup(state.get("num_classes", data.num_classes), data.name)
+    G = registry.build("generator", config["generator"], shape=data.shape, **cond.g_kwargs())
     weights = state["G_ema"] if use_ema and state.get("G_ema") else state["G"]
     G.load_state_dict(weights)
     G.eval().requires_grad_(False).to(device)
-    return G, data, config, state, path, "G_ema" if weights is state.get("G_ema") else "G"
+    return G, data, config, state, path, "G_ema" if weights is state.get("G_ema") else "G", cond
 
 
 def evaluate(options: dict) -> dict:
@@ -266,8 +294,10 @@ def evaluate(options: dict) -> dict:
     result = {"gan_cli_version": gan_cli.__version__, "metrics": {}, "protocol": {"seed": options["seed"]}}
     protocol = result["protocol"]
 
+    class_metrics = [m for m in options["metrics"] if m in CLASS_METRICS]
+    cond = None
     if options["ckpt"]:
-        G, data, config, state, path, which = load_generator(options["ckpt"], options["use_ema"], device)
+        G, data, config, state, path, which, cond = load_generator(options["ckpt"], options["use_ema"], device)
         protocol.update({"fake": f"{which} of {path} (step {state['step']})", "num_fake": options["num_samples"]})
         result["checkpoint"], result["step"] = str(path), state["step"]
         if len(data.shape) == 1:  # toy2d: the mode metrics on generated points, no backbone
@@ -278,8 +308,11 @@ def evaluate(options: dict) -> dict:
                              "data": data.name, "modes_total": len(data.centres)})
             return result
         shape = data.shape
+        if class_metrics and not cond.num_classes:
+            raise UserError(f"metrics {', '.join(class_metrics)} need a class-conditional checkpoint "
+                            f"(conditioning cgan, acgan or projection); this one is {cond.name}")
         fake = (to_uint8(x) for x in generated_batches(G, options["num_samples"], options["batch_size"],
-                                                      options["seed"], device))
+                                                      options["seed"], device, cond))
         num_fake = options["num_samples"]
         if options["real"]:
             node = dataset_node(options["real"], options["real_root"], shape[1], shape[0])
@@ -292,6 +325,8 @@ def evaluate(options: dict) -> dict:
     else:
         from gan_cli.data.folder import scan, _channels_of
 
+        if class_metrics:
+            raise UserError(f"metrics {', '.join(class_metrics)} need ckpt= (a class-conditional G), not fake=")
         files = scan(Path(str(options["fake"])).expanduser())[0][: options["num_samples"]]
         if not options["real"]:
             raise UserError("fake= needs real=<folder or data set name> to compare with")
@@ -306,6 +341,8 @@ def evaluate(options: dict) -> dict:
         protocol.update({"fake": f"{len(files)} images of {options['fake']}, resized (shorter side, bicubic) and "
                                  f"centre-cropped to {shape[1]}x{shape[2]}", "num_fake": num_fake})
 
+    if class_metrics and options["backbone"] != "classifier":
+        raise UserError(f"metrics {', '.join(class_metrics)} need backbone=classifier (it knows the data set's classes)")
     if options["backbone"] == "inception":
         backbone = InceptionBackbone(device, options["inception_weights"])
     else:
@@ -334,7 +371,39 @@ def evaluate(options: dict) -> dict:
     if "pr" in options["metrics"]:
         m["precision"], m["recall"] = scores.precision_recall(real["features"], fake_f, k=options["pr_k"])
         protocol["pr"] = f"k = {options['pr_k']} nearest-neighbour balls (Kynkaanniemi et al. 2019)"
+    if class_metrics:
+        per_class(result, options, fake_f, fake_p, real, cond.num_classes)
     return result
+
+
+def per_class(result, options, fake_f, fake_p, real, num_classes) -> None:
+    """Class-conditional samples scored class by class: the share the classifier labels as the class they
+    were drawn for (accuracy), and the FID of each class's samples against that class's real images
+    (intra-class FID; the mean over classes is reported as intra_fid)."""
+    fake_labels = sample_labels(len(fake_f), num_classes).numpy()
+    m, protocol = result["metrics"], result["protocol"]
+    names = [str(c) for c in range(num_classes)]
+    if "accuracy" in options["metrics"]:
+        hits = fake_p.argmax(1) == fake_labels
+        m["accuracy"] = float(hits.mean())
+        m["accuracy_per_class"] = {n: float(hits[fake_labels == c].mean()) for c, n in enumerate(names)}
+        protocol["accuracy"] = ("share of the samples drawn for class c that the classifier backbone labels c; "
+                                "classes drawn in turn (0, 1, ..., K-1, 0, ...)")
+    if "intra_fid" in options["metrics"]:
+        if real.get("labels") is None:
+            raise UserError("intra_fid needs labelled real images; the real side has no labels")
+        real_labels = np.asarray(real["labels"])
+        values = {}
+        for c, n in enumerate(names):
+            f, r = fake_f[fake_labels == c], real["features"][real_labels == c]
+            if len(f) < 2 or len(r) < 2:
+                raise UserError(f"intra_fid: class {n} has {len(f)} samples and {len(r)} real images; "
+                                "raise num_samples")
+            values[n] = scores.frechet_distance(*scores.gaussian(f.astype(np.float64)),
+                                                *scores.gaussian(r.astype(np.float64)))
+        m["intra_fid"] = float(np.mean(list(values.values())))
+        m["intra_fid_per_class"] = values
+        protocol["intra_fid"] = "FID of each class's samples against the real images of that class; mean over classes"
 
 
 def output_path(options: dict, result: dict) -> Path:
@@ -348,6 +417,7 @@ def output_path(options: dict, result: dict) -> Path:
 
 def table(result: dict) -> str:
     names = {"fid": "FID", "is_mean": "IS", "kid_mean": "KID", "precision": "precision", "recall": "recall",
+             "accuracy": "class accuracy", "intra_fid": "intra-class FID",
              "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL"}
     m, rows = result["metrics"], []
     for key, label in names.items():

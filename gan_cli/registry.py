@@ -10,7 +10,7 @@ import inspect
 
 import torch
 
-from gan_cli import UserError, losses
+from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, toy2d
 from gan_cli.models import dcgan, mlp
 
@@ -49,6 +49,13 @@ LOSSES = {
     "wgan_gp": losses.WassersteinGP,
 }
 OPTIMIZERS = {"adam": adam, "rmsprop": rmsprop, "sgd": sgd}
+CONDITIONINGS = {
+    "none": conditioning.Unconditional,
+    "cgan": conditioning.CGAN,
+    "projection": conditioning.Projection,
+    "acgan": conditioning.ACGAN,
+    "infogan": conditioning.InfoGAN,
+}
 
 TABLES = {
     "dataset": DATASETS,
@@ -56,6 +63,7 @@ TABLES = {
     "discriminator": DISCRIMINATORS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
+    "conditioning": CONDITIONINGS,
 }
 
 

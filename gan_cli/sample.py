@@ -6,6 +6,9 @@
     gan-sample ckpt=<run> mode=interpolate method=slerp steps=10   rows between pairs of z, PNG + GIF
     gan-sample ckpt=<run> mode=arithmetic a=[1,2,3] b=[4,5,6] c=[7,8,9]   DCGAN's vector arithmetic
     gan-sample ckpt=<run> truncation=1.0                the truncation trick
+    gan-sample ckpt=<conditional run> class=3           samples of one class
+    gan-sample ckpt=<conditional run> classes=[0,1,2]   one row per class, the same z down each column
+    gan-sample ckpt=<infogan run> mode=traverse code=0  one continuous code varied, the others fixed
 
 Options and their defaults: conf/sample.yaml. Image i draws its z from its own seed (seed + i, or
 the i-th of `seeds`) on the CPU, so a seed gives the same z on any machine and the same image on the
@@ -28,7 +31,7 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse")
 
 
 # --- latents -------------------------------------------------------------------------------------
@@ -100,9 +103,51 @@ def lerp(z0, z1, t):
 
 
 @torch.no_grad()
-def generate(G, z: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    """G(z) in batches, on the CPU."""
-    return torch.cat([G(z[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)])
+def generate(G, z: torch.Tensor, batch_size: int, device, c: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) (or G(z, c): labels or codes, one per z) in batches, on the CPU."""
+    out = []
+    for i in range(0, len(z), batch_size):
+        zi = z[i:i + batch_size].to(device)
+        out.append((G(zi) if c is None else G(zi, c[i:i + batch_size].to(device))).float().cpu())
+    return torch.cat(out)
+
+
+def chosen_classes(options: dict, cond) -> list[int] | None:
+    """The classes asked for with class= or classes= (every class by default for a conditional G);
+    None for a G that takes no class. InfoGAN's categorical code values count as its classes."""
+    from gan_cli.conditioning import InfoGAN
+
+    asked = options["classes"] if options["classes"] is not None else options["class"]
+    count = cond.num_classes or (cond.categorical if isinstance(cond, InfoGAN) else 0)
+    if not count:
+        if asked is not None:
+            raise UserError(f"class= and classes= need a class-conditional checkpoint; this one is {cond.name}")
+        return None
+    if asked is None:
+        return list(range(count))
+    classes = [asked] if isinstance(asked, int) and not isinstance(asked, bool) else asked
+    if not isinstance(classes, (list, tuple)) or not classes or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in classes):
+        raise UserError(f"class / classes must be an integer or a list of integers, got {asked!r}")
+    bad = [k for k in classes if not 0 <= k < count]
+    if bad:
+        raise UserError(f"class {bad[0]} does not exist: this G knows classes 0-{count - 1}")
+    return list(classes)
+
+
+def condition(cond, labels: list[int] | None, n: int, seeds) -> torch.Tensor | None:
+    """What G takes beside n z: the labels (class-conditional), InfoGAN's codes (categorical = the label,
+    continuous codes drawn per seed from their prior), or None."""
+    from gan_cli.conditioning import InfoGAN
+
+    if isinstance(cond, InfoGAN):
+        categories = torch.tensor(labels if labels is not None else [0] * n)
+        continuous = torch.stack([torch.rand(cond.continuous, generator=torch.Generator().manual_seed(int(s) + 1))
+                                  for s in seeds]) * 2 - 1
+        return cond.codes(categories, continuous)
+    if labels is None:
+        return None
+    return torch.tensor(labels)
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
@@ -127,6 +172,12 @@ def check_options(o: dict) -> None:
     if o["truncation"] is not None and (not isinstance(o["truncation"], (int, float)) or o["truncation"] <= 0):
         raise UserError(f"truncation must be a number > 0 (or null), got {o['truncation']!r}")
     positive_int(o, "n", "nrow", "pairs", "batch_size", "frame_ms")
+    if o["class"] is not None and o["classes"] is not None:
+        raise UserError("give class= (one class) or classes= (a list), not both")
+    if not isinstance(o["code"], int) or isinstance(o["code"], bool) or o["code"] < 0:
+        raise UserError(f"code must be the index (0, 1, ...) of a continuous code, got {o['code']!r}")
+    if not isinstance(o["code_range"], (int, float)) or o["code_range"] <= 0:
+        raise UserError(f"code_range must be a number > 0, got {o['code_range']!r}")
     if not isinstance(o["steps"], int) or o["steps"] < 2:
         raise UserError(f"steps must be an integer >= 2 (both ends are frames), got {o['steps']!r}")
     if o["mode"] == "arithmetic" and not all(o[k] for k in "abc"):
@@ -140,7 +191,7 @@ def sample(options: dict) -> list[Path]:
 
     check_options(options)
     device = pick_device(options["device"])
-    G, data, _, state, path, which = load_generator(options["ckpt"], options["use_ema"], device)
+    G, data, _, state, path, which, cond = load_generator(options["ckpt"], options["use_ema"], device)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))
@@ -150,9 +201,29 @@ def sample(options: dict) -> list[Path]:
     tag = f"seeds{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed{seeds[0]}"
     if options["truncation"] is not None:
         tag += f"-trunc{options['truncation']:g}"
+    classes = chosen_classes(options, cond)
+    if classes is not None and (options["class"] is not None or options["classes"] is not None):
+        tag += "-class" + "_".join(str(k) for k in classes)
+
+    if mode == "grid" and classes is not None and len(classes) > 1 and not toy:
+        # One row per class; the same z down each column, so a column shows one "style" in every class.
+        z = latents(seeds[:options["nrow"]], G.z_dim, options)
+        labels = [k for k in classes for _ in range(len(z))]
+        column_seeds = [s for _ in classes for s in seeds[:options["nrow"]]]
+        out = generate(G, z.repeat(len(classes), 1), bs, device, condition(cond, labels, len(labels), column_seeds))
+        target = default_out(run_dir, options, f"grid-{tag}", ".png")
+        grid = plots.image_grid(out, nrow=len(z))
+        plots.save_png(plots.label_rows(grid, [str(k) for k in classes]), target)
+        return [target]
+
+    def labels_for(chunk_seeds, start=0):
+        """One class for one-class requests; the chosen classes in turn otherwise."""
+        if classes is None:
+            return None
+        return [classes[(start + i) % len(classes)] for i in range(len(chunk_seeds))]
 
     if mode == "grid":
-        out = generate(G, latents(seeds, G.z_dim, options), bs, device)
+        out = generate(G, latents(seeds, G.z_dim, options), bs, device, condition(cond, labels_for(seeds), len(seeds), seeds))
         target = default_out(run_dir, options, f"grid-{tag}", ".png")
         if toy:
             from gan_cli.metrics import toy2d as toy2d_metrics
@@ -175,7 +246,8 @@ def sample(options: dict) -> list[Path]:
         with tqdm(total=len(seeds), desc="writing images", unit="img", disable=None if options["progress"] else True) as bar:
             for start in range(0, len(seeds), bs):
                 chunk = seeds[start:start + bs]  # memory bounded by the batch
-                for seed, image in zip(chunk, generate(G, latents(chunk, G.z_dim, options), bs, device)):
+                c = condition(cond, labels_for(chunk, start), len(chunk), chunk)
+                for seed, image in zip(chunk, generate(G, latents(chunk, G.z_dim, options), bs, device, c)):
                     Image.fromarray(to_uint8_hwc(image)).save(folder / f"seed{seed:0{digits}d}.png")
                 bar.update(len(chunk))
         return [folder]
@@ -190,7 +262,10 @@ def sample(options: dict) -> list[Path]:
         for i in range(0, len(ends) - 1, 2):
             z0, z1 = latent(ends[i], G.z_dim, options["truncation"], options["truncation_mode"]), \
                 latent(ends[i + 1], G.z_dim, options["truncation"], options["truncation_mode"])
-            rows.append(generate(G, path_fn(z0, z1, t), bs, device))
+            # The class (and InfoGAN's codes: those of the first end) stay fixed along a row.
+            row_label = labels_for([0], i // 2)
+            c = condition(cond, None if row_label is None else row_label * len(t), len(t), [ends[i]] * len(t))
+            rows.append(generate(G, path_fn(z0, z1, t), bs, device, c))
         frames = torch.stack(rows)  # pairs x steps x C x H x W
         stem = f"interpolate-{options['method']}-seeds{ends[0]}-{ends[-1]}"
         if options["truncation"] is not None:
@@ -203,7 +278,12 @@ def sample(options: dict) -> list[Path]:
         pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=options["frame_ms"], loop=0)
         return [target, gif]
 
+    if mode == "traverse":
+        return traverse(G, cond, options, seeds, run_dir, device)
+
     # arithmetic: each group's images, then the decoded mean of the group; the last row is the result.
+    # A conditional G draws them all in one class (class=, or the first class).
+    one = None if classes is None else [classes[0]]
     groups = [parse_seeds(options[k]) for k in "abc"]
     width = max(len(g) for g in groups) + 1
     blank = -torch.ones(data.shape)
@@ -211,13 +291,42 @@ def sample(options: dict) -> list[Path]:
     for g in groups:
         z = latents(g, G.z_dim, options)
         means.append(z.mean(0))
-        images = generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device)
+        c = condition(cond, None if one is None else one * (len(g) + 1), len(g) + 1, g + [g[0]])
+        images = generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device, c)
         tiles += list(images[:-1]) + [blank] * (width - 1 - len(g)) + [images[-1]]
-    result = generate(G, (means[0] - means[1] + means[2])[None], bs, device)[0]
+    c = condition(cond, one, 1, groups[0][:1])
+    result = generate(G, (means[0] - means[1] + means[2])[None], bs, device, c)[0]
     tiles += [blank] * (width - 1) + [result]
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
     grid = plots.image_grid(torch.stack(tiles), nrow=width)
     plots.save_png(plots.label_rows(grid, ["a", "- b", "+ c", "="]), target)  # each row ends in its mean
+    return [target]
+
+
+def traverse(G, cond, options, seeds, run_dir, device) -> list[Path]:
+    """InfoGAN: one continuous code varied from -code_range to +code_range along each row while z and the
+    other codes stay fixed; one row per categorical value (class= / classes= pick them)."""
+    from gan_cli.conditioning import InfoGAN
+
+    if not isinstance(cond, InfoGAN) or not cond.continuous:
+        raise UserError(f"mode=traverse varies InfoGAN's continuous codes; this checkpoint is {cond.name}"
+                        + ("" if isinstance(cond, InfoGAN) else " (try mode=interpolate)"))
+    if options["code"] >= cond.continuous:
+        raise UserError(f"code={options['code']}: this G has continuous codes 0-{cond.continuous - 1}")
+    classes = chosen_classes(options, cond) or [0]
+    values = torch.linspace(-options["code_range"], options["code_range"], options["steps"])
+    z = latent(seeds[0], G.z_dim, options["truncation"], options["truncation_mode"])
+    rows = []
+    for k in classes:
+        continuous = torch.zeros(len(values), cond.continuous)
+        continuous[:, options["code"]] = values
+        categories = torch.full((len(values),), k, dtype=torch.long)
+        codes = cond.codes(categories, continuous) if cond.categorical else continuous
+        rows.append(generate(G, z.expand(len(values), -1), options["batch_size"], device, codes))
+    target = default_out(run_dir, options, f"traverse-code{options['code']}-seed{seeds[0]}", ".png")
+    grid = plots.image_grid(torch.cat(rows), nrow=len(values))
+    labels = [f"c={k}" for k in classes] if cond.categorical else [""]
+    plots.save_png(plots.label_rows(grid, labels), target)
     return [target]
 
 

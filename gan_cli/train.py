@@ -31,7 +31,7 @@ from gan_cli.metrics import toy2d as toy2d_metrics
 
 log = logging.getLogger("gan_cli.train")
 
-GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "model")
+GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "model")
 
 
 # --- setup --------------------------------------------------------------------------------------
@@ -197,18 +197,18 @@ def make_optimizers(node: dict, G, D):
 
 
 @torch.no_grad()
-def draw_samples(G, fixed_z, data) -> tuple[np.ndarray, dict]:
-    """G's output for the fixed z, drawn as an image grid, or for toy2d as a scatter plot over the
-    mixture's modes with the mode-collapse metrics (returned too)."""
+def draw_samples(G, fixed_z, data, fixed_c=None, nrow=None) -> tuple[np.ndarray, dict]:
+    """G's output for the fixed z (and condition: one row per class), drawn as an image grid, or for toy2d
+    as a scatter plot over the mixture's modes with the mode-collapse metrics (returned too)."""
     was_training = G.training
     G.eval()
-    fake = G(fixed_z)
+    fake = G(fixed_z) if fixed_c is None else G(fixed_z, fixed_c)
     G.train(was_training)
     if len(data.shape) == 1:
         metrics = toy2d_metrics.mode_metrics(fake, data.centres, data.sigma)
         title = f"{data.name}: {toy2d_metrics.summary(metrics, len(data.centres))}"
         return plots.scatter(fake, data.centres, title=title), metrics
-    return plots.image_grid(fake), {}
+    return plots.image_grid(fake, nrow=nrow), {}
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -265,15 +265,23 @@ def train(cfg, run_dir, overrides=()) -> dict:
     )
     if len(data.shape) == 1 and (replaced := vector_nets(c)):
         log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
-    G = registry.build("generator", c["generator"], shape=data.shape).to(device)
-    D = registry.build("discriminator", c["discriminator"], shape=data.shape).to(device)
+    # What G and D get besides z and x (a label, InfoGAN's codes, or nothing), and how they take it.
+    cond = registry.build("conditioning", c.setdefault("conditioning", {"name": "none"}))
+    cond.setup(data.num_classes, data.name)
+    G = registry.build("generator", c["generator"], shape=data.shape, **cond.g_kwargs()).to(device)
+    D = registry.build("discriminator", c["discriminator"], shape=data.shape, **cond.d_kwargs()).to(device)
     loss = registry.build("loss", c["loss"])
     opt_G, opt_D = make_optimizers(c["optimizer"], G, D)
     # G_ema: an exponential moving average of G's weights, used for samples when enabled.
     G_ema = copy.deepcopy(G).requires_grad_(False) if t["g_ema"] else None
     # The fixed z of the sample grid comes from the seed alone, so a resumed run draws the same grid.
-    n_fixed = t["grid_size"] * (40 if len(data.shape) == 1 else 1)
+    # A conditional image grid has one row per class (or categorical code value).
+    rows = cond.rows if len(data.shape) == 3 else 0
+    grid_columns = max(1, t["grid_size"] // rows) if rows else None
+    n_fixed = rows * grid_columns if rows else t["grid_size"] * (40 if len(data.shape) == 1 else 1)
     fixed_z = torch.randn(n_fixed, G.z_dim, generator=torch.Generator().manual_seed(c["seed"])).to(device)
+    fixed_c = cond.grid_condition(grid_columns, device) if rows else \
+        cond.sample(n_fixed, None, device, torch.Generator().manual_seed(c["seed"]))
     # Mixed precision: autocast around the forward passes; fp16 also scales the losses (bf16 needs not).
     autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
     scaler_D = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
@@ -347,7 +355,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
         from gan_cli.evaluate import TrainingEvaluator
 
         evaluator = TrainingEvaluator(c["dataset"], data, t["eval_metric"], t["eval_samples"], 250,
-                                      c["seed"], device)
+                                      c["seed"], device, cond=cond)
 
     def check_finite() -> None:
         """Stop (on every process) at a non-finite loss, before anything of that state is written."""
@@ -374,11 +382,12 @@ def train(cfg, run_dir, overrides=()) -> dict:
             "ranks": ranks if world > 1 else None,
             "config": c,
             "names": {g: c[g]["name"] for g in GROUPS if g in c},
+            "num_classes": data.num_classes,
             "best": best,
         }
 
     def write_samples(step: int) -> Path:
-        picture, metrics = draw_samples(G if G_ema is None else G_ema, fixed_z, data)
+        picture, metrics = draw_samples(G if G_ema is None else G_ema, fixed_z, data, fixed_c, grid_columns)
         path = sample_dir / f"step_{step:07d}.png"
         plots.save_png(picture, path)
         plots.save_png(picture, sample_dir / "last.png")
@@ -435,17 +444,23 @@ def train(cfg, run_dir, overrides=()) -> dict:
 
             # D: n_critic updates on fresh real batches and fresh fakes.
             for k in range(n_critic):
-                real, _ = data.next()
+                real, labels = data.next()
                 z = torch.randn(bs, G.z_dim, device=device)
+                c_fake = cond.sample(bs, labels, device)  # the fakes' labels or codes (None if unconditional)
                 last_d_step = k == n_critic - 1
                 # The G update reuses the last D step's fakes (as the DCGAN reference code does), saving one
                 # G forward pass; so only that one is kept on the autograd graph.
                 with autocast:
                     with torch.set_grad_enabled(last_d_step):
-                        fake = G_run(z)
-                    real_scores, fake_scores = D_run(real), D_run(fake.detach())
+                        fake = G_run(z) if c_fake is None else G_run(z, c_fake)
+                    real_scores, real_head = cond.run_d(D_run, real, labels)
+                    fake_scores, fake_head = cond.run_d(D_run, fake.detach(), c_fake)
                     loss_D = loss.d_loss(real_scores, fake_scores)
-                penalty = loss.penalty(D_for_G, real, fake.detach())  # computed in float32
+                    extra = cond.d_loss(real_head, labels, fake_head, c_fake)  # ACGAN's classes, InfoGAN's codes
+                    if extra is not None:
+                        loss_D = loss_D + extra
+                # computed in float32; the fakes share the real batch's labels, so the interpolates have them too
+                penalty = loss.penalty(cond.d_for_penalty(D_for_G, labels), real, fake.detach())
                 if penalty is not None:
                     loss_D = loss_D + penalty
                 opt_D.zero_grad(set_to_none=True)
@@ -457,7 +472,11 @@ def train(cfg, run_dir, overrides=()) -> dict:
             # G: one update through a frozen D (no gradients for D's weights are needed).
             D.requires_grad_(False)
             with autocast:
-                loss_G = loss.g_loss(D_for_G(fake))
+                scores_G, head_G = cond.run_d(D_for_G, fake, c_fake)
+                loss_G = loss.g_loss(scores_G)
+                extra = cond.g_loss(head_G, c_fake)
+                if extra is not None:
+                    loss_G = loss_G + extra
             opt_G.zero_grad(set_to_none=True)
             scaler_G.scale(loss_G).backward()
             scaler_G.step(opt_G)
@@ -477,8 +496,10 @@ def train(cfg, run_dir, overrides=()) -> dict:
                     "D/real_score": real_scores.detach().float().mean(),
                     "D/fake_score": fake_scores.detach().float().mean(),
                     # The size of D's input gradient at real data: large values mean a sharp, overconfident D.
-                    "D/grad_norm": losses.input_gradient_norm(D, real, create_graph=False).mean(),
+                    "D/grad_norm": losses.input_gradient_norm(cond.d_for_penalty(D, labels), real,
+                                                              create_graph=False).mean(),
                     **loss.diagnostics(D),
+                    **cond.diagnostics(),
                 }
                 if loss.critic:  # the critic's estimate of the Wasserstein distance
                     stats["critic/wasserstein"] = stats["D/real_score"] - stats["D/fake_score"]

@@ -30,7 +30,8 @@ def assert_one_line_error(result, *fragments):
 def test_help_lists_the_groups_and_their_options(tmp_path):
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
-    groups = ("model: dcgan, gan, lsgan, sngan, wgan, wgan_gp", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
+    groups = ("model: acgan, cgan, dcgan, gan, infogan, lsgan, sngan, sngan_projection, wgan, wgan_gp",
+              "conditioning: acgan, cgan, infogan, none, projection", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text
 
@@ -43,7 +44,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_unknown_option_of_a_group(tmp_path):
     assert_one_line_error(run("loss=hinj", cwd=tmp_path), "unknown loss 'hinj'", "hinge, lsgan, minimax, nonsaturating")
-    assert_one_line_error(run("-m", "model=gan,wgam", cwd=tmp_path), "unknown model 'wgam'", "dcgan, gan, lsgan")
+    assert_one_line_error(run("-m", "model=gan,wgam", cwd=tmp_path), "unknown model 'wgam'", "dcgan, gan, infogan, lsgan")
 
 
 def test_missing_dataset_and_bad_value(tmp_path):

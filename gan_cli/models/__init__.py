@@ -2,11 +2,79 @@
 
 Every G takes z of shape (N, z_dim) and has `z_dim` and `shape` attributes; every D takes a
 batch of data and returns one raw score per item, shape (N,).
+
+Conditional nets (see gan_cli/conditioning.py) take one more argument: G(z, c) with c the class
+labels (N,) or InfoGAN's codes (N, code_dim); D(x, y) with the labels where D sees them, and
+D(x, head=True) -> (scores, head output) where D has an extra head (ACGAN's classes, InfoGAN's Q).
 """
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan_cli import UserError
+
+CLASS_INPUTS_G = ("concat", "cbn")
+CLASS_INPUTS_D = ("none", "concat", "projection")
+
+
+def check_condition(who: str, num_classes: int, class_input: str, choices) -> None:
+    if num_classes < 0 or (num_classes == 1):
+        raise UserError(f"a conditional {who} needs at least 2 classes, got {num_classes}")
+    if class_input not in choices:
+        raise UserError(f"unknown {who} class_input '{class_input}'; choose one of: {', '.join(choices)}")
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.gamma(y)[:, :, None, None] * self.bn(x) + self.beta(y)[:, :, None, None]
+
+
+class Head(nn.Module):
+    """An extra output on D's body features: ACGAN's class logits, or InfoGAN's Q (categorical logits
+    and the means of the continuous codes) behind one hidden layer, as in the InfoGAN paper."""
+
+    def __init__(self, features: int, outputs: int, hidden: int = 0):
+        super().__init__()
+        layers = [nn.Linear(features, hidden), nn.LeakyReLU(0.2, inplace=True)] if hidden else []
+        layers.append(nn.Linear(hidden or features, outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h.flatten(1))
+
+
+def head_for(features: int, head) -> Head | None:
+    """head = () for none, (num_classes,) for ACGAN, (categorical, continuous) for InfoGAN's Q."""
+    head = tuple(head or ())
+    if not head:
+        return None
+    if len(head) == 1:
+        return Head(features, head[0])
+    return Head(features, head[0] + head[1], hidden=128)
+
+
+def one_hot_input(z: torch.Tensor, c, num_classes: int, code_dim: int) -> torch.Tensor:
+    """z with the condition beside it: the one-hot label, or the code vector."""
+    if num_classes:
+        if c is None:
+            raise ValueError("this generator is class-conditional: call G(z, labels)")
+        return torch.cat([z, F.one_hot(c, num_classes).to(z.dtype)], dim=1)
+    if code_dim:
+        if c is None:
+            raise ValueError("this generator takes InfoGAN codes: call G(z, codes)")
+        return torch.cat([z, c.to(z.dtype)], dim=1)
+    return z
 
 
 def check_flag(name: str, value) -> bool:
@@ -19,7 +87,7 @@ def apply_spectral_norm(module: nn.Module) -> None:
     """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight: each layer's
     weight is divided by its largest singular value, estimated by one power iteration per forward pass."""
     for name, child in module.named_children():
-        if isinstance(child, (nn.Conv2d, nn.Linear)):
+        if isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)):
             setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
         else:
             apply_spectral_norm(child)

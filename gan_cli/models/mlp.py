@@ -3,10 +3,11 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models import apply_spectral_norm, check_flag
+from gan_cli.models import CLASS_INPUTS_D, apply_spectral_norm, check_condition, check_flag, head_for, one_hot_input
 
 
 def _check_hidden(hidden) -> list[int]:
@@ -17,14 +18,23 @@ def _check_hidden(hidden) -> list[int]:
 
 
 class MLPGenerator(nn.Module):
-    """z -> ReLU hidden layers -> data. Images get a tanh output in [-1, 1]; 2-D points a linear one."""
+    """z -> ReLU hidden layers -> data. Images get a tanh output in [-1, 1]; 2-D points a linear one.
+    Conditional (keyword-only): num_classes > 0 puts the one-hot label beside z (class_input concat;
+    conditional batch norm needs the dcgan G); code_dim > 0 puts InfoGAN's codes there."""
 
-    def __init__(self, shape, z_dim: int = 100, hidden=(512, 512)):
+    def __init__(self, shape, z_dim: int = 100, hidden=(512, 512), *, num_classes: int = 0,
+                 class_input: str = "concat", code_dim: int = 0):
         super().__init__()
         if z_dim < 1:
             raise UserError(f"generator z_dim must be positive, got {z_dim}")
+        if num_classes and class_input == "cbn":
+            raise UserError("conditioning=projection needs class-conditional batch norm in G, which only the dcgan "
+                            "generator has; the mlp one takes labels with conditioning=cgan or acgan")
+        if num_classes:
+            check_condition("generator", num_classes, class_input, ("concat",))
         self.shape, self.z_dim = tuple(shape), int(z_dim)
-        layers, width = [], self.z_dim
+        self.num_classes, self.code_dim = int(num_classes), int(code_dim)
+        layers, width = [], self.z_dim + self.num_classes + self.code_dim
         for h in _check_hidden(hidden):
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
@@ -33,19 +43,27 @@ class MLPGenerator(nn.Module):
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.shape)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(one_hot_input(z, c, self.num_classes, self.code_dim)).view(z.shape[0], *self.shape)
 
 
 class MLPDiscriminator(nn.Module):
-    """data -> LeakyReLU(0.2) hidden layers -> one raw score per item."""
+    """data -> LeakyReLU(0.2) hidden layers -> one raw score per item. Conditional (keyword-only):
+    class_input concat (one-hot label beside the flattened input) or projection (<embed(y), last
+    hidden layer> added to the score); head as for the dcgan D, on the last hidden layer."""
 
-    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0, spectral_norm: bool = False):
+    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0, spectral_norm: bool = False, *,
+                 num_classes: int = 0, class_input: str = "none", head=()):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"discriminator dropout must be in [0, 1), got {dropout}")
+        if num_classes:
+            check_condition("discriminator", num_classes, class_input, CLASS_INPUTS_D)
         self.shape = tuple(shape)
-        layers, width = [nn.Flatten()], math.prod(self.shape)
+        self.num_classes = int(num_classes)
+        self.class_input = class_input if num_classes else "none"
+        extra = self.num_classes if self.class_input == "concat" else 0
+        layers, width = [nn.Flatten()], math.prod(self.shape) + extra
         for h in _check_hidden(hidden):
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
             if dropout > 0:
@@ -53,8 +71,24 @@ class MLPDiscriminator(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.embed = nn.Embedding(num_classes, width) if self.class_input == "projection" else None
+        self.head = head_for(width, head)
         if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
+        self.plain = self.class_input == "none" and self.head is None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, head: bool = False):
+        if self.plain:
+            scores = self.net(x).squeeze(1)
+            return (scores, None) if head else scores
+        if self.class_input != "none" and y is None:
+            raise ValueError("this discriminator is class-conditional: call D(x, labels)")
+        if self.class_input == "concat":
+            x = torch.cat([x.flatten(1), F.one_hot(y, self.num_classes).to(x.dtype)], dim=1)
+        h = self.net[:-1](x)
+        scores = self.net[-1](h).squeeze(1)
+        if self.class_input == "projection":
+            scores = scores + (self.embed(y) * h).sum(dim=1)
+        if head:
+            return scores, None if self.head is None else self.head(h)
+        return scores
