@@ -341,8 +341,9 @@ def train(cfg, run_dir, overrides=()) -> dict:
         if not step:
             writer.add_text("config", "```\n" + OmegaConf.to_yaml(c) + "\n```")
     log.info(
-        "training %s G + %s D (%s loss) on %s, %d steps on %s%s%s -> %s",
-        c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"], data.name, t["steps"], device,
+        "training %s G + %s D (%s loss%s) on %s, %d steps on %s%s%s -> %s",
+        c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"],
+        "" if cond.name == "none" else f", {cond.name} conditioning", data.name, t["steps"], device,
         f" x {world} processes" if world > 1 else "", "" if precision == "32" else f" in {precision}", shown(run_dir),
     )
 
