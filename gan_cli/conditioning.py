@@ -213,8 +213,10 @@ class InfoGAN(Unconditional):
         return torch.cat(parts + [continuous.float()], dim=1)
 
     def sample(self, n, labels, device, generator=None):
-        categories = torch.randint(max(self.categorical, 1), (n,), generator=generator)
-        continuous = torch.rand(n, self.continuous, generator=generator) * 2 - 1
+        # Drawn on the device in the training loop; from a CPU generator (same codes on any device) elsewhere.
+        where = "cpu" if generator is not None else device
+        categories = torch.randint(max(self.categorical, 1), (n,), generator=generator, device=where)
+        continuous = torch.rand(n, self.continuous, generator=generator, device=where) * 2 - 1
         return self.codes(categories, continuous).to(device)
 
     def grid_condition(self, columns, device):

@@ -64,6 +64,16 @@ def head_for(features: int, head) -> Head | None:
     return Head(features, head[0] + head[1], hidden=128)
 
 
+def features(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """D's features: every layer of `net` but the last (the score layer), without building a new module."""
+    last = len(net) - 1
+    for i, layer in enumerate(net):
+        if i == last:
+            break
+        x = layer(x)
+    return x
+
+
 def one_hot_input(z: torch.Tensor, c, num_classes: int, code_dim: int) -> torch.Tensor:
     """z with the condition beside it: the one-hot label, or the code vector."""
     if num_classes:

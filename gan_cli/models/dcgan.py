@@ -13,7 +13,7 @@ from torch import nn
 
 from gan_cli import UserError
 from gan_cli.models import (CLASS_INPUTS_D, CLASS_INPUTS_G, ConditionalBatchNorm2d, apply_spectral_norm,
-                            check_condition, check_flag, head_for, one_hot_input)
+                            check_condition, check_flag, features, head_for, one_hot_input)
 
 
 def _num_stages(shape, who: str) -> int:
@@ -165,7 +165,7 @@ class DCGANDiscriminator(nn.Module):
         if self.class_input == "concat":
             maps = F.one_hot(y, self.num_classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, maps], dim=1)
-        h = self.net[:-1](x)
+        h = features(self.net, x)
         scores = self.net[-1](h).flatten()
         if self.class_input == "projection":
             # Projection: the inner product of the class embedding with the features pooled over space.

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models import CLASS_INPUTS_D, apply_spectral_norm, check_condition, check_flag, head_for, one_hot_input
+from gan_cli.models import (CLASS_INPUTS_D, apply_spectral_norm, check_condition, check_flag, features, head_for,
+                            one_hot_input)
 
 
 def _check_hidden(hidden) -> list[int]:
@@ -85,7 +86,7 @@ class MLPDiscriminator(nn.Module):
             raise ValueError("this discriminator is class-conditional: call D(x, labels)")
         if self.class_input == "concat":
             x = torch.cat([x.flatten(1), F.one_hot(y, self.num_classes).to(x.dtype)], dim=1)
-        h = self.net[:-1](x)
+        h = features(self.net, x)
         scores = self.net[-1](h).squeeze(1)
         if self.class_input == "projection":
             scores = scores + (self.embed(y) * h).sum(dim=1)
