@@ -9,8 +9,8 @@ Data: scikit-learn's digits, and the real MNIST test images (`dataset=folder` on
 where the folder is absent). Both at 32x32.
 
 Each run: `gan-train model=<preset> dataset=<data> trainer.steps=N` on one thread. N is the budget
-turned into steps: after a 3-step warm-up, runs of 1 and 11 steps measure the preset's CPU seconds
-per step (their difference over 10), and N = budget / that. (So a preset with n_critic=5 gets fewer G steps, as it would on the
+turned into steps: after a 3-step warm-up, runs of 1 and 1 + k steps measure the preset's CPU seconds
+per step (their difference over k, with k raised until that difference is at least 3 CPU seconds), and N = budget / that. (So a preset with n_critic=5 gets fewer G steps, as it would on the
 same machine time; the run itself is deterministic, and its row gives the command that repeats it.)
 
 Evaluation: the data set's images, as the training loop sees them, are split into two halves that
@@ -91,13 +91,18 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         train(compose(run_overrides(preset, data, mnist_root, 3)), Path(tmp) / "warm-up")
-        # Seconds per step without the fixed costs of a run (setup, the final grid and checkpoint).
-        cpu = []
-        for steps in (1, 11):
+        # Seconds per step without the fixed costs of a run (setup, the final grid and checkpoint): the
+        # difference between runs of 1 and 1 + k steps, k growing until that difference is >= 3 CPU seconds
+        # (for a fast preset 10 steps are lost in the noise of the fixed costs).
+        def cpu_of(steps):
             start = time.process_time()
             train(compose(run_overrides(preset, data, mnist_root, steps)), Path(tmp) / f"calibration-{steps}")
-            cpu.append(time.process_time() - start)
-        per_step = max(cpu[1] - cpu[0], 1e-3) / 10
+            return time.process_time() - start
+
+        fixed, k = cpu_of(1), 10
+        while (extra := cpu_of(1 + k) - fixed) < 3 and k < 10_000:
+            k *= 4
+        per_step = max(extra, 1e-3) / k
     steps = max(1, int(budget / per_step))
     run_dir = work / f"{data}-{preset}"
     start_cpu, start_wall = time.process_time(), time.perf_counter()
