@@ -1,6 +1,6 @@
 """Sample quality of every image preset after a fixed CPU budget, beside the real-versus-real floor.
 
-    python benchmarks/image_quality.py                    # 300 CPU seconds per run, digits and MNIST
+    python benchmarks/image_quality.py                    # 150 CPU seconds per run, digits and MNIST
     python benchmarks/image_quality.py --budget 600 --jobs 2
     python benchmarks/image_quality.py --quick            # 10 CPU seconds per run, digits only
 
@@ -134,7 +134,7 @@ def grid_figure(rows, path, title):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=300, help="CPU seconds of training per run")
+    parser.add_argument("--budget", type=float, default=150, help="CPU seconds of training per run")
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--data", nargs="+", default=["digits", "mnist"], choices=["digits", "mnist"])
     parser.add_argument("--mnist", type=Path, default=MNIST, help="MNIST images in one folder per class")
@@ -180,6 +180,8 @@ def main():
             for future in as_completed([pool.submit(run_one, *job) for job in jobs]):
                 row = future.result()
                 results.append(row)
+                with args.out.with_suffix(".runs.jsonl").open("a") as f:  # each run kept as it finishes
+                    f.write(json.dumps({k: v for k, v in row.items() if k != "grid"}) + "\n")
                 print(f"{row['data']:6s} {row['preset']:8s} {row['steps']:5d} steps, {row['cpu_s']:.0f} CPU s: "
                       f"FID {row['metrics']['fid']:.2f}", flush=True)
 
@@ -195,13 +197,13 @@ def main():
                 m = r["metrics"]
                 shown_root = os.path.relpath(args.mnist, Path(__file__).parents[1])
                 run = " ".join(run_overrides(r["preset"], data, shown_root, r["steps"])[:-3])
-                accuracy = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else ""
+                class_accuracy = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else ""
                 if "accuracy" in m and r["preset"] in ("acgan", "sngan_projection"):
-                    accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
+                    class_accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
                 intra = f"{m['intra_fid']:.2f}" if "intra_fid" in m else ""
                 table_rows.append([f"`{r['preset']}`", r["steps"], f"{r['cpu_s']:.0f}", f"{m['fid']:.2f}",
                                    f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['is_mean']:.2f}",
-                                   accuracy, intra, f"`gan-train {run}`"])
+                                   class_accuracy, intra, f"`gan-train {run}`"])
             lines += [
                 f"### {name}",
                 "",
