@@ -28,7 +28,6 @@ class Unconditional:
 
     name = "none"
     uses_labels = False  # needs the data set's labels
-    head = None  # what D's extra head predicts: None, "classes" (ACGAN) or "codes" (InfoGAN)
 
     def __init__(self):
         self.num_classes = 0
@@ -136,7 +135,6 @@ class ACGAN(ClassConditional):
     """D's head predicts the class of real and fake images; `weight` scales the cross-entropy in both losses."""
 
     name = "acgan"
-    head = "classes"
 
     def __init__(self, weight: float = 1.0):
         super().__init__()
@@ -179,7 +177,6 @@ class InfoGAN(Unconditional):
     Q (a head on D's body) predicts them; `weight` x the mutual-information bound joins both losses."""
 
     name = "infogan"
-    head = "codes"
 
     def __init__(self, categorical: int = 10, continuous: int = 2, weight: float = 1.0,
                  continuous_weight: float = 0.1):
@@ -228,11 +225,11 @@ class InfoGAN(Unconditional):
     def run_d(self, D, x, condition):
         return D(x, head=True)
 
-    def _loss(self, head, codes, prefix):
+    def _loss(self, head, codes, log: bool):
         categorical_logits, continuous_mean = head[:, :self.categorical], head[:, self.categorical:]
         categorical, continuous = info_loss(categorical_logits, continuous_mean, codes, self.categorical,
                                             self.continuous_weight)
-        if prefix:
+        if log:  # the D step's values go to TensorBoard
             self.last["info/categorical"] = categorical.detach()
             self.last["info/continuous"] = continuous.detach()
             if self.categorical:
@@ -241,15 +238,8 @@ class InfoGAN(Unconditional):
         return self.weight * (categorical + continuous)
 
     def d_loss(self, real_head, labels, fake_head, condition):
-        return self._loss(fake_head, condition, "info")
+        return self._loss(fake_head, condition, log=True)
 
     def g_loss(self, fake_head, condition):
-        return self._loss(fake_head, condition, "")
+        return self._loss(fake_head, condition, log=False)
 
-
-def build_condition(cond: Unconditional, labels: torch.Tensor):
-    """What G takes for class labels under `cond`: the labels, or for InfoGAN the codes whose
-    categorical part is the label (continuous codes 0)."""
-    if isinstance(cond, InfoGAN):
-        return cond.codes(labels.cpu(), torch.zeros(len(labels), cond.continuous)).to(labels.device)
-    return labels
