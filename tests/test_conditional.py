@@ -36,7 +36,7 @@ CONDITIONAL = ["cgan", "acgan", "sngan_projection", "infogan"]
 def test_the_label_reaches_the_generator(G):
     for m in G.modules():  # conditional batch norm starts as plain batch norm: give each class its own
         if isinstance(m, ConditionalBatchNorm2d):
-            torch.nn.init.normal_(m.gamma.weight, 1.0, 0.5)
+            torch.nn.init.normal_(m.gain.weight, 0.0, 0.5)
     G.eval()
     z = torch.randn(4, 8)
     a, b = G(z, torch.tensor([0, 0, 0, 0])), G(z, torch.tensor([2, 2, 2, 2]))
@@ -104,7 +104,25 @@ def test_conditional_batch_norm_starts_as_batch_norm():
     cbn = G.net[1]
     x = torch.randn(6, cbn.bn.num_features, 4, 4)
     expected = F.batch_norm(x, None, None, training=True)
-    assert torch.allclose(cbn(x, torch.tensor([0, 1, 2, 0, 1, 2])), expected, atol=1e-5)
+    assert torch.allclose(cbn(x, G.class_embed(torch.tensor([0, 1, 2, 0, 1, 2]))), expected, atol=1e-5)
+
+
+def test_conditional_batch_norm_by_hand():
+    """Scale 1 + W_g e and shift W_b e, e the class embedding shared by every such layer of G."""
+    torch.manual_seed(0)
+    G = DCGANGenerator(SHAPE, z_dim=8, width=4, num_classes=3, class_input="cbn")
+    cbns = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert len(cbns) == 2 and not any(n.startswith("net.") and "embed" in n for n, _ in G.named_parameters())
+    cbn = cbns[0]
+    torch.nn.init.normal_(cbn.gain.weight)
+    torch.nn.init.normal_(cbn.shift.weight)
+    x, y = torch.randn(4, cbn.bn.num_features, 2, 2), torch.tensor([2, 0, 1, 2])
+    x[3] = x[0]
+    e = G.class_embed.weight[y]
+    normed = F.batch_norm(x, None, None, training=True)
+    expected = (1 + e @ cbn.gain.weight.T)[:, :, None, None] * normed + (e @ cbn.shift.weight.T)[:, :, None, None]
+    assert torch.allclose(cbn(x, G.class_embed(y)), expected, atol=1e-5)
+    assert torch.allclose(expected[0], expected[3])  # same class, same input: same output
 
 
 # --- the losses by hand ---------------------------------------------------------------------------

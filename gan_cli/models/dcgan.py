@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models import (CLASS_INPUTS_D, CLASS_INPUTS_G, ConditionalBatchNorm2d, apply_spectral_norm,
-                            check_condition, check_flag, features, head_for, one_hot_input)
+from gan_cli.models import (CLASS_EMBED_DIM, CLASS_INPUTS_D, CLASS_INPUTS_G, ConditionalBatchNorm2d,
+                            apply_spectral_norm, check_condition, check_flag, features, head_for, one_hot_input)
 
 
 def _num_stages(shape, who: str) -> int:
@@ -69,7 +69,7 @@ class DCGANGenerator(nn.Module):
         channels = width * 2 ** (stages - 1)
 
         def norm(c):
-            return ConditionalBatchNorm2d(c, num_classes) if cbn else nn.BatchNorm2d(c)
+            return ConditionalBatchNorm2d(c) if cbn else nn.BatchNorm2d(c)
 
         # Project z to a 4x4 map (a transposed conv on a 1x1 input), then double the side per layer.
         inputs = z_dim + self._concat_classes + self.code_dim
@@ -89,6 +89,7 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(channels, self.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.cbn = cbn
+        self.class_embed = nn.Embedding(num_classes, CLASS_EMBED_DIM) if cbn else None  # drawn from N(0, 1)
         init_dcgan_weights(self)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,8 +99,9 @@ class DCGANGenerator(nn.Module):
             return self.net(x)
         if c is None:
             raise ValueError("this generator is class-conditional: call G(z, labels)")
+        e = self.class_embed(c)
         for layer in self.net:
-            x = layer(x, c) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+            x = layer(x, e) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
         return x
 
 
