@@ -104,6 +104,25 @@ def load(path) -> dict:
     return state
 
 
+def load_weights(net: torch.nn.Module, weights: dict, who: str, path) -> None:
+    """net.load_state_dict(weights), or one line saying which layers differ: a checkpoint written by a
+    version of gan-cli whose nets were built differently (or a file edited by hand)."""
+    ours, theirs = set(net.state_dict()), set(weights)
+    if ours != theirs:
+        missing, extra = sorted(ours - theirs), sorted(theirs - ours)
+        def show(names):
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") if names else "none"
+        raise UserError(
+            f"the {who} in {path} does not fit the {who} its config builds (missing: {show(missing)}; not expected: "
+            f"{show(extra)}): it was written by a gan-cli whose nets differ; use that version or train again"
+        )
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:  # same names, other shapes
+        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e).splitlines()[0])
+        raise UserError(f"the {who} in {path} does not fit the {who} its config builds: {first}") from None
+
+
 # --- random number generator states, as tensors and plain data -------------------------------
 
 

@@ -281,7 +281,7 @@ def load_generator(ckpt: str, use_ema: bool, device):
     cond.setup(state.get("num_classes", data.num_classes), data.name)
     G = registry.build("generator", config["generator"], shape=data.shape, **cond.g_kwargs())
     weights = state["G_ema"] if use_ema and state.get("G_ema") else state["G"]
-    G.load_state_dict(weights)
+    checkpoint.load_weights(G, weights, "generator", path)
     G.eval().requires_grad_(False).to(device)
     return G, data, config, state, path, "G_ema" if weights is state.get("G_ema") else "G", cond
 

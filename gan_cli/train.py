@@ -289,10 +289,10 @@ def train(cfg, run_dir, overrides=()) -> dict:
 
     step = 0
     if resume_state is not None:
-        G.load_state_dict(resume_state["G"])
+        checkpoint.load_weights(G, resume_state["G"], "generator", c["resume"])
         if G_ema is not None:
-            G_ema.load_state_dict(resume_state.get("G_ema") or resume_state["G"])
-        D.load_state_dict(resume_state["D"])
+            checkpoint.load_weights(G_ema, resume_state.get("G_ema") or resume_state["G"], "generator", c["resume"])
+        checkpoint.load_weights(D, resume_state["D"], "discriminator", c["resume"])
         for opt, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
             # The moments come from the checkpoint, the settings (lr, betas, ...) from the config,
             # which differs from the saved one only where resume_override=true allowed it.

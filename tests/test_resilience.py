@@ -197,6 +197,24 @@ def test_truncated_and_foreign_files_are_one_line_errors(tmp_path):
         assert_one_line_error(run(f"resume={tmp_path / name}", cwd=tmp_path), message)
 
 
+def test_weights_of_other_nets_are_one_line_errors(tmp_path):
+    """A checkpoint whose nets were built differently (an older version, a file edited by hand)."""
+    train(tiny_config(), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)
+    renamed = dict(state, G={k.replace("net.", "body."): v for k, v in state["G"].items()})
+    resized = dict(state, D={k: v[:1] if i == 0 else v for i, (k, v) in enumerate(state["D"].items())})
+    for name, edited, fragments in [
+        ("renamed.pt", renamed, ("generator", "does not fit", "missing: net.0.weight", "not expected: body.0.weight")),
+        ("resized.pt", resized, ("discriminator", "does not fit", "size mismatch")),
+    ]:
+        torch.save(edited, tmp_path / name)
+        assert_one_line_error(run(f"resume={tmp_path / name}", cwd=tmp_path), *fragments)
+    sampled = run(f"ckpt={tmp_path / 'renamed.pt'}", cwd=tmp_path, tool="gan-sample")
+    assert sampled.returncode == 2 and "Traceback" not in sampled.stderr, sampled.stderr
+    assert sampled.stderr.strip().splitlines() == [sampled.stderr.strip()] and "does not fit" in sampled.stderr
+
+
 # --- precision and compile -----------------------------------------------------------------------
 
 
