@@ -26,7 +26,8 @@ def machine(device: str = "cpu") -> str:
     versions = f"torch {torch.__version__}, gan-cli {gan_cli.__version__}"
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)}, {versions}"
-    return f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} threads, {versions}"
+    threads = torch.get_num_threads()
+    return f"{cpu_name()} ({os.cpu_count()} cores), {threads} thread{'' if threads == 1 else 's'}, {versions}"
 
 
 def compose(overrides):

@@ -141,10 +141,13 @@ def main():
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
     parser.add_argument("--out", type=Path, default=RESULTS / "image_quality.md")
+    parser.add_argument("--title", default="Sample quality after a fixed CPU budget", help="the section heading")
     args = parser.parse_args()
     if args.quick:
         args.budget, args.data = 10, ["digits"]
     command = "python benchmarks/image_quality.py" + (" --quick" if args.quick else f" --budget {args.budget:g}")
+    if args.presets != PRESETS:
+        command += " --presets " + " ".join(args.presets)
     notes = []
     if "mnist" in args.data and not args.mnist.is_dir():
         args.data = [d for d in args.data if d != "mnist"]
@@ -152,7 +155,7 @@ def main():
     torch.set_num_threads(max(1, (torch.get_num_threads() // args.jobs)))
     where = machine()
     lines = [
-        "## Sample quality after a fixed CPU budget",
+        f"## {args.title}",
         "",
         f"`{command}`; {where}; {args.jobs} runs at a time, one thread each. Every run trains for "
         f"{args.budget:g} CPU seconds (the step count comes from a calibration run of the preset), then gan-eval "
@@ -189,7 +192,7 @@ def main():
             metrics, accuracy, count, _ = floors[data]
             rows = sorted((r for r in results if r["data"] == data), key=lambda r: args.presets.index(r["preset"]))
             name = "digits (scikit-learn, 1,797 images)" if data == "digits" else f"MNIST test images ({args.mnist.name})"
-            figure = args.out.parent / f"image_quality_{data}.png"
+            figure = args.out.parent / f"{args.out.stem}_{data}.png"
             grid_figure(rows, figure, f"{name}: final samples after {args.budget:g} CPU s per run; {where}")
             table_rows = [["real half A (the floor)", "", "", f"{metrics['fid']:.2f}", f"{metrics['precision']:.3f}",
                            f"{metrics['recall']:.3f}", f"{metrics['is_mean']:.2f}", "", "", ""]]
