@@ -19,8 +19,9 @@ the classifier backbone (a small CNN trained on half B): FID, precision/recall a
 half A itself scored the same way: the FID a perfect generator would get with this many samples.
 The class-conditional presets (cgan, acgan, sngan_projection) also draw their samples class by class
 (0, 1, ..., 9, 0, ...) and are scored per class: the share the classifier labels as the class asked
-for (class accuracy; the goal for acgan and sngan_projection: above 90 %), and the mean over classes
-of the FID of each class's samples against half B's images of that class (intra-class FID).
+for (class accuracy; the goal for acgan and sngan_projection: above 90 %, measured by run_all.py with
+--budget 1500), and the mean over classes of the FID of each class's samples against half B's images
+of that class (intra-class FID).
 Writes benchmarks/results/image_quality.md and a PNG of the final sample grids per data set.
 """
 
