@@ -1,10 +1,13 @@
 """Every benchmark, one after the other, into one Markdown file with tables and plots.
 
-    make bench          = python benchmarks/run_all.py           about an hour on a 2-core CPU
+    make bench          = python benchmarks/run_all.py           about 2.5 hours on a 2-core CPU
     make bench-quick    = python benchmarks/run_all.py --quick   a few minutes: short runs, to check that all works
 
 The full run writes benchmarks/results.md (sections and pictures in benchmarks/results/); the quick
 one writes benchmarks/results-quick.md and benchmarks/results-quick/, leaving the full results alone.
+--only runs some sections again and --gather none; both then rebuild the Markdown file from every
+section file present.
+
 Each section is written by its own script, which can also be run alone (see their docstrings):
 
   train_speed.py     gan-train beside a plain PyTorch DCGAN loop (pytorch/examples style)
@@ -105,13 +108,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short runs of every benchmark (a few minutes)")
     parser.add_argument("--fresh", action="store_true", help="train the stored toy2d runs again (hours)")
     parser.add_argument("--only", nargs="+", help="run only the sections whose title starts with these words")
+    parser.add_argument("--gather", action="store_true",
+                        help="run nothing: gather the section files already in results/ into results.md")
     args = parser.parse_args()
     name = "results-quick" if args.quick else "results"
     out, report = HERE / name, HERE / f"{name}.md"
     out.mkdir(exist_ok=True)
     started, timings = time.perf_counter(), []
     for title, cmd, md in sections(args.quick, out, args.fresh):
-        if args.only and not any(title.startswith(word) for word in args.only):
+        if args.gather or (args.only and not any(title.startswith(word) for word in args.only)):
             continue
         print(f"== {title}: {' '.join(str(c) for c in cmd)}", flush=True)
         start = time.perf_counter()
@@ -121,12 +126,15 @@ def main():
             print(f"== {title} failed (exit {done.returncode}); going on with the others", flush=True)
 
     command = "make bench-quick" if args.quick else "make bench"
+    written = (f"Gathered by `python benchmarks/run_all.py --gather` on {datetime.now():%Y-%m-%d} from the section "
+               f"files that `{command}` and the sections run again alone left in {out.name}/" if args.gather else
+               f"Written by `{command}` (`python benchmarks/run_all.py{' --quick' if args.quick else ''}`) on "
+               f"{datetime.now():%Y-%m-%d}")
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `{command}` (`python benchmarks/run_all.py{' --quick' if args.quick else ''}`) on "
-        f"{datetime.now():%Y-%m-%d}; machine: {machine()}. Every row names the command that produced it; "
-        "speed ratios are measured side by side in one run, never against numbers from another machine.",
+        f"{written}; machine: {machine()}. Every section names the command that produced it; speed ratios are "
+        "measured side by side in one run, never against numbers from another machine.",
         "",
     ]
     if args.quick:
@@ -141,7 +149,8 @@ def main():
                 text += f"\n![toy2d scatter plots]({out.name}/{picture.name})\n"
             lines += [text.strip(), ""]
     spent = ", ".join(f"{t} {s / 60:.1f} min{'' if rc == 0 else ' (failed)'}" for t, s, rc in timings)
-    lines += [f"Time taken by this run: {(time.perf_counter() - started) / 60:.0f} min ({spent}).", ""]
+    if timings:
+        lines += [f"Time taken by this run: {(time.perf_counter() - started) / 60:.0f} min ({spent}).", ""]
     report.write_text("\n".join(lines))
     print(f"wrote {report}")
     if any(rc for _, _, rc in timings):
