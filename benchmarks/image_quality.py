@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -122,12 +123,13 @@ def grid_figure(rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0))
+    width = max(2.6 * len(rows), 5.2)  # inches
+    fig, axes = plt.subplots(1, len(rows), figsize=(width, 3.2))
     for ax, row in zip(np.atleast_1d(axes), rows):
         ax.imshow(Image.open(row["grid"]).convert("RGB"))
         ax.set_title(f"{row['preset']}\nFID {row['metrics']['fid']:.1f}, {row['steps']} steps", fontsize=9)
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, width=int(width * 14)), fontsize=9)  # ~14 characters an inch
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=100)
     plt.close(fig)
