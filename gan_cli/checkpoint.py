@@ -104,17 +104,23 @@ def load(path) -> dict:
     return state
 
 
+def _first_names(names) -> str:
+    """The first three of a set of layer names, and how many more."""
+    names = sorted(names)
+    if not names:
+        return "none"
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def load_weights(net: torch.nn.Module, weights: dict, who: str, path) -> None:
     """net.load_state_dict(weights), or one line saying which layers differ: a checkpoint written by a
     version of gan-cli whose nets were built differently (or a file edited by hand)."""
     ours, theirs = set(net.state_dict()), set(weights)
     if ours != theirs:
-        missing, extra = sorted(ours - theirs), sorted(theirs - ours)
-        def show(names):
-            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") if names else "none"
         raise UserError(
-            f"the {who} in {path} does not fit the {who} its config builds (missing: {show(missing)}; not expected: "
-            f"{show(extra)}): it was written by a gan-cli whose nets differ; use that version or train again"
+            f"the {who} in {path} does not fit the {who} its config builds (missing: {_first_names(ours - theirs)}; "
+            f"not expected: {_first_names(theirs - ours)}): it was written by a gan-cli whose nets differ; use that "
+            "version or train again"
         )
     try:
         net.load_state_dict(weights)
