@@ -17,7 +17,28 @@ import torch
 
 from gan_cli import UserError
 
-FORMAT = "gan-cli checkpoint v1"
+FORMAT = "gan-cli checkpoint v2"
+V1 = "gan-cli checkpoint v1"  # one G and one D under fixed keys; read through `upgrade`
+
+
+def upgrade(state: dict) -> dict:
+    """A v1 checkpoint (keys G, G_ema, D, opt_G, opt_D, scaler_G, scaler_D) in today's layout, where
+    nets, their averaged copies, optimizers, scalers and schedules are keyed by the names the game gives."""
+    if state.get("format") != V1:
+        return state
+    new = {k: v for k, v in state.items() if k not in ("G", "G_ema", "D", "opt_G", "opt_D", "scaler_G", "scaler_D")}
+    new.update({
+        "format": FORMAT,
+        "upgraded_from": V1,
+        "game": "adversarial",
+        "nets": {"G": state["G"], "D": state["D"]},
+        "ema": {} if state.get("G_ema") is None else {"G_ema": state["G_ema"]},
+        "optimizers": {"G": state["opt_G"], "D": state["opt_D"]},
+        "scalers": {"G": state.get("scaler_G"), "D": state.get("scaler_D")},
+        "schedules": {},
+        "game_state": {},
+    })
+    return new
 
 
 def find(path) -> Path:
@@ -99,9 +120,9 @@ def load(path) -> dict:
         raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint") from None
     except Exception as e:  # a damaged file fails in many ways (EOFError, BadZipFile, KeyError, ...)
         raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, V1):
         raise UserError(f"{path} is not a gan-cli checkpoint")
-    return state
+    return upgrade(state)
 
 
 def _first_names(names) -> str:

@@ -165,8 +165,10 @@ def info_loss(categorical_logits, continuous_mean, codes, categories: int, conti
     """InfoGAN's bound on -I(c; G(z, c)) up to constants: the cross-entropy of the categorical code
     plus continuous_weight x the Gaussian negative log-likelihood of each continuous code under Q
     (unit variance: 1/2 (c - mu)^2, summed over the codes), both averaged over the batch."""
-    target = codes[:, :categories].argmax(1)
-    categorical = F.cross_entropy(categorical_logits.float(), target) if categories else codes.new_zeros(())
+    if categories:
+        categorical = F.cross_entropy(categorical_logits.float(), codes[:, :categories].argmax(1))
+    else:  # continuous codes only
+        categorical = codes.new_zeros(())
     continuous = 0.5 * (codes[:, categories:] - continuous_mean.float()).square().sum(1).mean() \
         if codes.shape[1] > categories else codes.new_zeros(())
     return categorical, continuous_weight * continuous

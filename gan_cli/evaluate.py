@@ -10,7 +10,6 @@ features are computed once and cached (see `real_features`). The result is a tab
 terminal and a JSON file with every value and the protocol that produced it.
 """
 
-import hashlib
 import json
 import logging
 import sys
@@ -18,15 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import gan_cli
-from gan_cli import UserError, checkpoint, registry
-from gan_cli.data import TensorBatches
+from gan_cli import UserError, build, runtime
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
-from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone, cache_dir
-from gan_cli.options import defaults as conf_defaults
+from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone
+from gan_cli.metrics.protocol import (build_data, dataset_node, equal_sizes, extract, labelled_split,  # noqa: F401
+                                      real_features, to_uint8)
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -34,7 +32,6 @@ log = logging.getLogger("gan_cli.evaluate")
 
 METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid")
 CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
-REAL_STATS_VERSION = 2  # bump when the way real features are gathered changes: cached ones are then rebuilt
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -59,147 +56,7 @@ def parse_args(args) -> dict:
     return options
 
 
-# --- the two sides -------------------------------------------------------------------------------
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """G's output in [-1, 1] -> uint8, rounded to the nearest level (not truncated)."""
-    return ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def build_data(node: dict, device=torch.device("cpu")):
-    return registry.build("dataset", node, batch_size=1, device=device, seed=0, num_workers=0)
-
-
-def dataset_node(name_or_folder: str, root=None, resolution=None, channels=None) -> dict:
-    """A dataset config node for real=: an existing folder, or a data set name with its defaults."""
-    if Path(str(name_or_folder)).expanduser().is_dir():
-        node = {"name": "folder", "root": str(name_or_folder), "channels": channels}
-    else:
-        choices = sorted(registry.TABLES["dataset"])
-        if name_or_folder not in choices:
-            raise UserError(f"real={name_or_folder} is neither a folder nor a data set ({', '.join(choices)})")
-        node = conf_defaults("dataset", name_or_folder)
-    if root is not None:
-        node["root"] = str(root)
-    if resolution is not None and "resolution" in registry.options("dataset", node["name"]):
-        node["resolution"] = resolution
-    return node
-
-
-def all_images(data, limit=None, seed=0, batch=500):
-    """Yield uint8 batches of a data source's images: all of them, or a seeded random subset of `limit`."""
-    n = len(data)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
-    order = order[:limit] if limit else order
-    if isinstance(data, TensorBatches):
-        for start in range(0, len(order), batch):
-            yield data.images[order[start:start + batch].to(data.images.device)]
-        return
-    subset = torch.utils.data.Subset(data.dataset, order.tolist())
-    for images, _ in torch.utils.data.DataLoader(subset, batch_size=batch, num_workers=data.num_workers):
-        yield images
-
-
-def all_labels(data, limit=None, seed=0) -> np.ndarray | None:
-    """The labels of the images all_images yields, in the same order (None for unlabelled data)."""
-    if not getattr(data, "num_classes", 0):
-        return None
-    n = len(data)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
-    order = order[:limit] if limit else order
-    if isinstance(data, TensorBatches):
-        return data.labels.cpu()[order].numpy()
-    return np.array([int(data.dataset[i][1]) for i in order.tolist()])
-
-
-def labelled_split(node: dict, seed=0):
-    """The labelled images a classifier backbone learns from: the data set's train split and its test
-    split where it has them, else a seeded 90/10 split of all its images."""
-    description = json.dumps({k: v for k, v in node.items() if k not in ("download", "in_memory")}, sort_keys=True)
-    options = registry.options("dataset", node["name"])
-    data = build_data({**node, "split": "train"} if "split" in options else node)
-    if not getattr(data, "num_classes", 0):
-        raise UserError(f"backbone=classifier needs labelled data, and {data.name} has no labels; use backbone=inception")
-    if not isinstance(data, TensorBatches):
-        raise UserError(f"{data.name} is too large to hold for training the classifier backbone; use backbone=inception")
-    if "split" in options:
-        try:
-            test = build_data({**node, "split": "test"})
-            return data.images, data.labels, test.images, test.labels, f"{description}: train split, test split held out"
-        except UserError:
-            pass  # no test split on disk: hold out part of the train split
-    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
-    cut = len(order) // 10
-    test, train = order[:cut], order[cut:]
-    return (data.images[train], data.labels[train], data.images[test], data.labels[test],
-            f"{description}: 90% of the images, 10% held out")
-
-
-def extract(backbone, batches, total, desc, progress):
-    """Features and class probabilities of uint8 batches, gathered batch by batch."""
-    features, probs = [], []
-    with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
-        for images in batches:
-            f, p = backbone.features(images)
-            features.append(f.astype(np.float32))
-            probs.append(p)
-            bar.update(len(images))
-    return np.concatenate(features), np.concatenate(probs)
-
-
-def real_features(backbone, node: dict, options: dict, shape) -> dict:
-    """Features of the real images, with their mean and covariance (float64), cached on disk.
-
-    The cache key covers the backbone (its weights' hash or the classifier's data fingerprint), the
-    data set node, the image shape, the number of images, the seed of the subset and this code's
-    version; a cached file whose stored protocol differs from the one asked for is never used.
-    """
-    protocol = {"version": REAL_STATS_VERSION, "backbone": backbone.key, "data": node, "shape": list(shape),
-                "num_real": options["num_real"], "seed": options["seed"]}
-    key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir(options["cache_dir"]) / "real_stats" / f"{key}.pt"
-    if path.is_file():
-        try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is rebuilt
-            cached = None
-        if cached is not None and cached.get("protocol") == json.loads(json.dumps(protocol)):
-            log.info("real statistics from the cache: %s", path)
-            return {k: cached[k].numpy() if torch.is_tensor(cached[k]) else cached[k] for k in cached}
-    data = build_data(node)
-    if tuple(data.shape) != tuple(shape):
-        raise UserError(f"the real images are {tuple(data.shape)} but the fake ones {tuple(shape)}; "
-                        "set real_root / real= to matching data")
-    count = min(len(data), options["num_real"] or len(data))
-    features, probs = extract(backbone, all_images(data, options["num_real"], options["seed"], options["batch_size"]),
-                              count, "real images", options["progress"])
-    mu, sigma = scores.gaussian(features.astype(np.float64))
-    result = {"protocol": protocol, "features": features, "probs": probs, "mu": mu, "sigma": sigma,
-              "count": len(features), "name": data.name, "labels": all_labels(data, options["num_real"], options["seed"])}
-    checkpoint.save({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in result.items()}, path)
-    return result
-
-
-def sample_labels(num_samples: int, num_classes: int) -> torch.Tensor:
-    """The classes of a conditional G's samples: 0, 1, ..., K-1, 0, 1, ...: as many of each as can be."""
-    return torch.arange(num_samples) % num_classes
-
-
-def generated_batches(G, num_samples, batch_size, seed, device, cond=None):
-    """G's samples for z drawn on the CPU from `seed` (the same z on any device). A class-conditional G
-    draws the classes of sample_labels; InfoGAN's G codes drawn from their prior after z."""
-    g = torch.Generator().manual_seed(seed)
-    labels = sample_labels(num_samples, cond.num_classes) if cond is not None and cond.num_classes else None
-    for start in range(0, num_samples, batch_size):
-        n = min(batch_size, num_samples - start)
-        z = torch.randn(n, G.z_dim, generator=g).to(device)
-        if labels is not None:
-            c = labels[start:start + n].to(device)
-        else:
-            c = None if cond is None else cond.sample(n, None, device, g)
-        with torch.no_grad():
-            yield G(z) if c is None else G(z, c)
+# --- reading images ------------------------------------------------------------------------------
 
 
 def folder_batches(files, resolution, channels, batch_size):
@@ -209,110 +66,39 @@ def folder_batches(files, resolution, channels, batch_size):
         yield torch.stack([load_image(f, resolution, channels) for f in files[start:start + batch_size]])
 
 
-# --- during training ------------------------------------------------------------------------------
-
-# trainer.eval_metric: what is better for each (lower, or higher).
-LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False,
-                   "reverse_kl": True, "hq_percent": False, "modes": False}
-TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl")
-
-
-class TrainingEvaluator:
-    """`trainer.eval_every`: one metric of G's samples during training, with the classifier backbone
-    (trained once per data set and cached, like the real features) or, on toy2d, the mode metrics."""
-
-    def __init__(self, node: dict, data, metric: str, num_samples: int, batch_size: int, seed: int, device,
-                 cache=None, cond=None):
-        toy = len(data.shape) == 1
-        allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
-        if metric not in allowed:
-            raise UserError(f"trainer.eval_metric={metric} does not apply to {data.name}; choose one of: "
-                            f"{', '.join(allowed)}")
-        self.metric, self.num_samples, self.batch_size, self.seed = metric, num_samples, batch_size, seed
-        self.data, self.device, self.toy, self.cond = data, device, toy, cond
-        self.lower_is_better = LOWER_IS_BETTER[metric]
-        if not toy:
-            self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
-            options = {"num_real": None, "seed": seed, "batch_size": batch_size, "progress": False, "cache_dir": cache}
-            self.real = real_features(self.backbone, node, options, data.shape)
-
-    def better(self, value: float, best: float | None) -> bool:
-        return best is None or (value < best if self.lower_is_better else value > best)
-
-    @torch.no_grad()
-    def __call__(self, G) -> float:
-        was_training = G.training
-        G.eval()
-        try:
-            batches = generated_batches(G, self.num_samples, self.batch_size, self.seed, self.device, self.cond)
-            if self.toy:
-                points = torch.cat(list(batches))
-                return float(toy2d_metrics.mode_metrics(points, self.data.centres, self.data.sigma)[self.metric])
-            features, probs = extract(self.backbone, (to_uint8(x) for x in batches), self.num_samples, "", False)
-        finally:
-            G.train(was_training)
-        if self.metric == "fid":
-            return scores.frechet_distance(*scores.gaussian(features.astype(np.float64)), self.real["mu"],
-                                           self.real["sigma"])
-        if self.metric == "kid":
-            size = min(1000, len(features), len(self.real["features"]))
-            return scores.kernel_inception_distance(self.real["features"], features, 20, size, seed=self.seed)[0]
-        if self.metric == "is":
-            return scores.inception_score(probs, 10)[0]
-        precision, recall = scores.precision_recall(self.real["features"], features)
-        return precision if self.metric == "precision" else recall
-
-
 # --- the command ---------------------------------------------------------------------------------
 
 
-def load_generator(ckpt: str, use_ema: bool, device):
-    """G (G_ema where present and wanted) of a checkpoint, with the run's data set node and its
-    conditioning (what G takes besides z: see gan_cli/conditioning.py)."""
-    from gan_cli.train import vector_nets
-
-    path = checkpoint.find(ckpt)
-    state = checkpoint.load(path)
-    config = state["config"]
-    data = build_data(config["dataset"])
-    if len(data.shape) == 1:
-        vector_nets(config)
-    cond = registry.build("conditioning", config.get("conditioning") or {"name": "none"})
-    cond.setup(state.get("num_classes", data.num_classes), data.name)
-    G = registry.build("generator", config["generator"], shape=data.shape, **cond.g_kwargs())
-    weights = state["G_ema"] if use_ema and state.get("G_ema") else state["G"]
-    checkpoint.load_weights(G, weights, "generator", path)
-    G.eval().requires_grad_(False).to(device)
-    return G, data, config, state, path, "G_ema" if weights is state.get("G_ema") else "G", cond
-
-
 def evaluate(options: dict) -> dict:
-    from gan_cli.train import pick_device
-
-    device = pick_device(options["device"])
+    device = runtime.pick_device(options["device"])
     torch.manual_seed(options["seed"])
     result = {"gan_cli_version": gan_cli.__version__, "metrics": {}, "protocol": {"seed": options["seed"]}}
     protocol = result["protocol"]
 
     class_metrics = [m for m in options["metrics"] if m in CLASS_METRICS]
-    cond = None
+    game = None
     if options["ckpt"]:
-        G, data, config, state, path, which, cond = load_generator(options["ckpt"], options["use_ema"], device)
-        protocol.update({"fake": f"{which} of {path} (step {state['step']})", "num_fake": options["num_samples"]})
+        loaded = build.load(options["ckpt"], options["use_ema"], device)
+        game, data, config, state, path = loaded.game, loaded.data, loaded.config, loaded.state, loaded.path
+        protocol.update({"fake": f"{loaded.which} of {path} (step {state['step']})",
+                         "num_fake": options["num_samples"]})
         result["checkpoint"], result["step"] = str(path), state["step"]
+
+        def generated():
+            return game.generate(loaded.nets, options["num_samples"], options["seed"], device, options["batch_size"],
+                                 use_ema=options["use_ema"])
+
         if len(data.shape) == 1:  # toy2d: the mode metrics on generated points, no backbone
-            points = torch.cat(list(generated_batches(G, options["num_samples"], options["batch_size"],
-                                                      options["seed"], device)))
+            points = torch.cat(list(generated()))
             result["metrics"] = toy2d_metrics.mode_metrics(points, data.centres, data.sigma)
             protocol.update({"metric": "PacGAN protocol: nearest mode, high quality within 3 sigma",
                              "data": data.name, "modes_total": len(data.centres)})
             return result
         shape = data.shape
-        if class_metrics and not cond.num_classes:
+        if class_metrics and game.sample_labels(1) is None:
             raise UserError(f"metrics {', '.join(class_metrics)} need a class-conditional checkpoint "
-                            f"(conditioning cgan, acgan or projection); this one is {cond.name}")
-        fake = (to_uint8(x) for x in generated_batches(G, options["num_samples"], options["batch_size"],
-                                                      options["seed"], device, cond))
+                            f"(conditioning cgan, acgan or projection); this one is {game.cond.name}")
+        fake = (to_uint8(x) for x in generated())
         num_fake = options["num_samples"]
         if options["real"]:
             node = dataset_node(options["real"], options["real_root"], shape[1], shape[0])
@@ -369,18 +155,20 @@ def evaluate(options: dict) -> dict:
             real["features"], fake_f, options["kid_subsets"], size, seed=options["seed"])
         protocol["kid"] = f"{options['kid_subsets']} subsets of {size}, polynomial kernel (x.y/d + 1)^3, unbiased MMD^2"
     if "pr" in options["metrics"]:
-        m["precision"], m["recall"] = scores.precision_recall(real["features"], fake_f, k=options["pr_k"])
-        protocol["pr"] = f"k = {options['pr_k']} nearest-neighbour balls (Kynkaanniemi et al. 2019)"
+        real_pr, fake_pr = equal_sizes(real["features"], fake_f, options["seed"])
+        m["precision"], m["recall"] = scores.precision_recall(real_pr, fake_pr, k=options["pr_k"])
+        protocol["pr"] = (f"k = {options['pr_k']} nearest-neighbour balls (Kynkaanniemi et al. 2019), {len(real_pr)} "
+                          "real and fake features each (a seeded subset of the larger side)")
     if class_metrics:
-        per_class(result, options, fake_f, fake_p, real, cond.num_classes)
+        per_class(result, options, fake_f, fake_p, real, game.sample_labels(len(fake_f)).numpy(),
+                  game.cond.num_classes)
     return result
 
 
-def per_class(result, options, fake_f, fake_p, real, num_classes) -> None:
+def per_class(result, options, fake_f, fake_p, real, fake_labels, num_classes) -> None:
     """Class-conditional samples scored class by class: the share the classifier labels as the class they
     were drawn for (accuracy), and the FID of each class's samples against that class's real images
     (intra-class FID; the mean over classes is reported as intra_fid)."""
-    fake_labels = sample_labels(len(fake_f), num_classes).numpy()
     m, protocol = result["metrics"], result["protocol"]
     names = [str(c) for c in range(num_classes)]
     if "accuracy" in options["metrics"]:

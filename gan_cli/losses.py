@@ -39,6 +39,11 @@ class GANLoss:
         self.r1_gamma = float(r1_gamma)
         self.last = {}  # penalty values of the last D step, for logging
 
+    @property
+    def has_penalty(self) -> bool:
+        """True where D's loss differentiates D with respect to its input (a gradient penalty)."""
+        return self.r1_gamma > 0
+
     def d_loss(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -145,6 +150,10 @@ class WassersteinGP(Wasserstein):
         if gp_weight < 0:
             raise UserError(f"loss gp_weight must be >= 0, got {gp_weight}")
         self.gp_weight = float(gp_weight)
+
+    @property
+    def has_penalty(self):
+        return self.gp_weight > 0 or self.r1_gamma > 0
 
     def penalty(self, D, real, fake):
         r1 = super().penalty(D, real, fake)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from gan_cli import UserError, plots
+from gan_cli import UserError, build, plots, runtime
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -157,7 +157,14 @@ def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
 
 
 def default_out(run_dir: Path, options: dict, stem: str, suffix: str) -> Path:
-    return Path(options["out"]).expanduser() if options["out"] else run_dir / "generated" / f"{stem}{suffix}"
+    """out= where given, else <run>/generated/<stem><suffix>. A file name without an image extension
+    PIL knows gets `suffix` added (out=grid -> grid.png)."""
+    if not options["out"]:
+        return run_dir / "generated" / f"{stem}{suffix}"
+    path = Path(options["out"]).expanduser()
+    if suffix and path.suffix.lower() not in Image.registered_extensions():
+        path = path.with_name(path.name + suffix)
+    return path
 
 
 def check_options(o: dict) -> None:
@@ -186,12 +193,10 @@ def check_options(o: dict) -> None:
 
 def sample(options: dict) -> list[Path]:
     """Do what the options say; returns the files written."""
-    from gan_cli.evaluate import load_generator
-    from gan_cli.train import pick_device
-
     check_options(options)
-    device = pick_device(options["device"])
-    G, data, _, state, path, which, cond = load_generator(options["ckpt"], options["use_ema"], device)
+    device = runtime.pick_device(options["device"])
+    loaded = build.load(options["ckpt"], options["use_ema"], device)
+    G, data, state, path, which, cond = loaded.net, loaded.data, loaded.state, loaded.path, loaded.which, loaded.game.cond
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))

@@ -1,4 +1,4 @@
-"""gan-train: the whole training loop, top to bottom.
+"""gan-train: the training loop, top to bottom, for any game.
 
     gan-train                                   DCGAN on the bundled digits
     gan-train model=gan dataset=toy2d           the 2014 GAN on a ring of 8 Gaussians
@@ -7,76 +7,39 @@
 
 `train(cfg, run_dir)` does the work and can be called without Hydra (the tests do);
 `main()` is the console script: Hydra composes conf/ and hands the config to it.
+The game (gan_cli/games) says who plays and what each update's loss is; this file owns what no game
+should repeat: steps, autocast and loss scaling, backward and optimizer steps, which nets train,
+compile and DDP wrapping, EMA, logging, the NaN guard, signals, pictures, evaluation and checkpoints.
 """
 
 import copy
 import logging
-import random
+import os
 import re
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from gan_cli import UserError, checkpoint, distributed, losses, plots, registry
-from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
+from gan_cli import UserError, build, checkpoint, distributed, plots, runtime
+from gan_cli.build import GROUPS, WHO
+from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
+from gan_cli.runtime import shown
+from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
 
 log = logging.getLogger("gan_cli.train")
 
-GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "model")
-
-
-# --- setup --------------------------------------------------------------------------------------
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` -> cuda, then mps, then cpu; anything else must be a device torch knows and can see.
-
-    Under torchrun each process takes the GPU of its LOCAL_RANK.
-    """
-    if distributed.launched() and name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", distributed.local_rank())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown trainer.device '{name}'; choose auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"trainer.device={name} but MPS is not available; use trainer.device=auto or cpu")
-    return device
-
-
-def shown(path: Path) -> str:
-    """A path as a user would type it: relative to the working directory when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent", "reverse_kl")
+
+
+# --- settings -------------------------------------------------------------------------------------
 
 
 def check_trainer(t: dict) -> None:
@@ -91,20 +54,25 @@ def check_trainer(t: dict) -> None:
         raise UserError(f"trainer.g_ema must be in [0, 1) (0 = off, 0.999 is typical), got {t['g_ema']!r}")
     if t["eval_metric"] not in EVAL_METRICS:
         raise UserError(f"unknown trainer.eval_metric '{t['eval_metric']}'; choose one of: {', '.join(EVAL_METRICS)}")
-    if str(t["precision"]) not in PRECISIONS:
+    if str(t["precision"]) not in runtime.PRECISIONS:
         raise UserError(f"unknown trainer.precision '{t['precision']}'; choose 32, bf16 or 16")
     for key in ("compile", "progress"):
         if not isinstance(t[key], bool):
             raise UserError(f"trainer.{key} must be true or false, got {t[key]!r}")
 
 
+def check_optimizer(node: dict) -> None:
+    from gan_cli import schedules
+
+    schedules.check(node.get("schedule", "constant"), node.get("warmup", 0), node.get("decay_start", 0))
+
+
 @torch.no_grad()
-def update_ema(G_ema, G, decay: float) -> None:
-    """G_ema <- decay * G_ema + (1 - decay) * G for the weights; buffers (batch-norm statistics) are copied."""
-    ema_params, params = list(G_ema.parameters()), list(G.parameters())
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
+def update_ema(ema, net, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * net, for the weights. Buffers are not averaged: batch-norm
+    statistics belong to the weights they were measured with, and the game recomputes the copy's own
+    (Game.refresh_statistics) before it draws or is saved."""
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
 
 
 def plain_config(cfg) -> dict:
@@ -134,21 +102,39 @@ def flatten(node, prefix="") -> dict:
     return {prefix[:-1]: node}
 
 
-def resumed_config(saved: dict, overrides) -> dict:
+def run_choices(state: dict, path: Path) -> dict:
+    """The config-group choices a run was started with (model=dcgan, dataset=digits, ...): kept in the
+    checkpoint, or, for checkpoints written before that, in the run folder's .hydra/hydra.yaml."""
+    if state.get("choices"):
+        return state["choices"]
+    hydra_file = checkpoint.run_dir_of(path) / ".hydra" / "hydra.yaml"
+    try:
+        return dict(OmegaConf.load(hydra_file).hydra.runtime.choices)
+    except Exception:  # no folder config (a copied checkpoint): only the names of the components are known
+        return dict(state.get("names") or {})
+
+
+def resumed_config(saved: dict, overrides, choices: dict | None = None) -> dict:
     """The config of a resumed run: the one it was started with, plus the key=value overrides given now.
 
-    Components (config groups) cannot change on resume. Of single keys, those in RESUME_FREE (e.g.
-    trainer.steps=4000) can; any other change is refused, naming the keys, unless resume_override=true.
+    Components (config groups) cannot change on resume: `group=x` is accepted where x is the run's own
+    choice and refused otherwise. Of single keys, those in RESUME_FREE (e.g. trainer.steps=4000) can
+    change; any other change is refused, naming the keys, unless resume_override=true.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    choices = choices or {}
     config = OmegaConf.create(saved)
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
         if key == "resume" or key.startswith("hydra"):
             continue
         if key.split(".")[0] in GROUPS and "." not in key:
-            raise UserError(f"resume keeps the run's {key}; start a new run to change it (drop {key}= from the command)")
+            if not override.is_delete() and str(override.value()) == str(choices.get(key)):
+                continue  # the run's own choice, repeated
+            raise UserError(f"resume keeps the run's {key}"
+                            + (f" ({choices[key]})" if choices.get(key) else "")
+                            + f"; start a new run to change it (drop {key}= from the command)")
         if override.is_delete():
             continue
         OmegaConf.update(config, key, override.value(), force_add=True)
@@ -163,57 +149,6 @@ def resumed_config(saved: dict, overrides) -> dict:
     return config
 
 
-CONV_NETS = ("dcgan",)
-
-
-def vector_nets(c: dict) -> list[str]:
-    """On vector data (toy2d) the conv nets give way to the mlp ones, as in the WGAN-GP paper's toy runs.
-
-    A replaced node takes conf/<group>/mlp.yaml's defaults plus the options both nets share
-    (z_dim, spectral_norm). Returns the groups replaced; `c` is changed in place.
-    """
-    from gan_cli.options import defaults
-
-    replaced = []
-    for group in ("generator", "discriminator"):
-        if c[group]["name"] in CONV_NETS:
-            node = defaults(group, "mlp")
-            shared = set(registry.options(group, "mlp")) & set(c[group])
-            c[group] = {**node, **{k: c[group][k] for k in shared}}
-            replaced.append(group)
-    return replaced
-
-
-def make_optimizers(node: dict, G, D):
-    """One optimizer each for G and D; `d_lr` (null = lr) sets D's learning rate."""
-    node = dict(node)
-    d_lr = node.pop("d_lr", None)
-    opt_G = registry.build("optimizer", node, params=G.parameters())
-    opt_D = registry.build("optimizer", {**node, "lr": node["lr"] if d_lr is None else d_lr}, params=D.parameters())
-    return opt_G, opt_D
-
-
-# --- pictures -------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def draw_samples(G, fixed_z, data, fixed_c=None, nrow=None) -> tuple[np.ndarray, dict]:
-    """G's output for the fixed z (and condition: one row per class), drawn as an image grid, or for toy2d
-    as a scatter plot over the mixture's modes with the mode-collapse metrics (returned too)."""
-    was_training = G.training
-    G.eval()
-    fake = G(fixed_z) if fixed_c is None else G(fixed_z, fixed_c)
-    G.train(was_training)
-    if len(data.shape) == 1:
-        metrics = toy2d_metrics.mode_metrics(fake, data.centres, data.sigma)
-        title = f"{data.name}: {toy2d_metrics.summary(metrics, len(data.centres))}"
-        return plots.scatter(fake, data.centres, title=title), metrics
-    return plots.image_grid(fake, nrow=nrow), {}
-
-
-# --- the run -------------------------------------------------------------------------------------
-
-
 # Trainer keys added after the first checkpoints were written, with the values those runs had.
 LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False, "eval_every": 0,
                       "eval_metric": "fid", "eval_samples": 2000}
@@ -226,111 +161,147 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def train(cfg, run_dir, overrides=()) -> dict:
-    """Train the GAN a composed config describes, writing everything into run_dir.
+# --- the pieces of a run --------------------------------------------------------------------------
 
-    With cfg.resume set, the run continues from that checkpoint (its config, plus the key=value
-    `overrides`) in run_dir. Returns a summary: the last step, final losses and the files written.
-    Under torchrun (see gan_cli/distributed.py) every process runs this; only rank 0 writes.
-    """
+
+def prepare(cfg, run_dir: Path, overrides, choices) -> tuple[dict, dict | None, dict]:
+    """The plain config of the run (for a resume: the saved one plus the allowed overrides), the
+    checkpoint it resumes from, and the run's config-group choices."""
     c = plain_config(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
-    run_dir = Path(run_dir)
-    rank, world = distributed.rank(), distributed.world_size()
-    main_process = rank == 0
     resume_state = None
     if c.get("resume"):
         ckpt_path = checkpoint.find(c["resume"])
         resume_state = checkpoint.load(ckpt_path)
-        c = resumed_config(resume_state["config"], overrides)
+        resume_state["choices"] = run_choices(resume_state, ckpt_path)
+        c = resumed_config(resume_state["config"], overrides, resume_state["choices"])
         c["resume"] = str(ckpt_path)
     elif (run_dir / "checkpoints" / "last.pt").exists():
         raise UserError(f"{run_dir} already holds a run; continue it with resume={run_dir} or start a new one")
-
     t = c["trainer"]
     for key, value in LATER_TRAINER_KEYS.items():
         t.setdefault(key, value)
     check_trainer(t)
-    # Each process draws its own noise and data order; the weights start equal (DDP copies rank 0's).
-    seed_everything(c["seed"] + rank)
-    device = pick_device(t["device"])
-    precision = str(t["precision"])
-    amp_dtype = PRECISIONS[precision]
-    if amp_dtype is torch.float16 and device.type == "mps":
-        raise UserError("trainer.precision=16 is not supported on mps; use 32 or bf16")
+    check_optimizer(c["optimizer"])
+    if choices is None:
+        choices = (resume_state or {}).get("choices") or {}
+    c_choices = {k: v for k, v in dict(choices).items() if not k.startswith("hydra") and v is not None}
+    return c, resume_state, c_choices
 
-    # Components, from their config nodes (plain data) plus runtime facts.
-    data = registry.build(
-        "dataset", c["dataset"], batch_size=t["batch_size"], device=device, seed=c["seed"] + rank,
-        num_workers=t["num_workers"],
-    )
-    if len(data.shape) == 1 and (replaced := vector_nets(c)):
-        log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
-    # What G and D get besides z and x (a label, InfoGAN's codes, or nothing), and how they take it.
-    cond = registry.build("conditioning", c.setdefault("conditioning", {"name": "none"}))
-    cond.setup(data.num_classes, data.name)
-    G = registry.build("generator", c["generator"], shape=data.shape, **cond.g_kwargs()).to(device)
-    D = registry.build("discriminator", c["discriminator"], shape=data.shape, **cond.d_kwargs()).to(device)
-    loss = registry.build("loss", c["loss"])
-    opt_G, opt_D = make_optimizers(c["optimizer"], G, D)
-    # G_ema: an exponential moving average of G's weights, used for samples when enabled.
-    G_ema = copy.deepcopy(G).requires_grad_(False) if t["g_ema"] else None
-    # The fixed z of the sample grid comes from the seed alone, so a resumed run draws the same grid.
-    # A conditional image grid has one row per class (or categorical code value).
-    rows = cond.rows if len(data.shape) == 3 else 0
-    grid_columns = max(1, t["grid_size"] // rows) if rows else None
-    n_fixed = rows * grid_columns if rows else t["grid_size"] * (40 if len(data.shape) == 1 else 1)
-    fixed_z = torch.randn(n_fixed, G.z_dim, generator=torch.Generator().manual_seed(c["seed"])).to(device)
-    fixed_c = cond.grid_condition(grid_columns, device) if rows else \
-        cond.sample(n_fixed, None, device, torch.Generator().manual_seed(c["seed"]))
-    # Mixed precision: autocast around the forward passes; fp16 also scales the losses (bf16 needs not).
-    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
-    scaler_D = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    scaler_G = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    step = 0
-    if resume_state is not None:
-        checkpoint.load_weights(G, resume_state["G"], "generator", c["resume"])
-        if G_ema is not None:
-            checkpoint.load_weights(G_ema, resume_state.get("G_ema") or resume_state["G"], "generator", c["resume"])
-        checkpoint.load_weights(D, resume_state["D"], "discriminator", c["resume"])
-        for opt, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
-            # The moments come from the checkpoint, the settings (lr, betas, ...) from the config,
-            # which differs from the saved one only where resume_override=true allowed it.
-            settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
-            opt.load_state_dict(resume_state[key])
-            for group, setting in zip(opt.param_groups, settings):
-                group.update(setting)
-        for scaler, key in ((scaler_D, "scaler_D"), (scaler_G, "scaler_G")):
-            if resume_state.get(key) and scaler.is_enabled():
-                scaler.load_state_dict(resume_state[key])
-        # A process resumes its own data order and RNG state where the checkpoint holds it (same
-        # number of processes); a process the checkpoint has no state for starts fresh ones.
-        ranks = resume_state.get("ranks") or [{"data": resume_state["data"], "rng": resume_state["rng"]}]
-        step = resume_state["step"]
-        if rank < len(ranks):
-            data.load_state_dict(ranks[rank]["data"])
-            checkpoint.set_rng_state(ranks[rank]["rng"])
-        else:
-            seed_everything(c["seed"] + rank + 1_000_003 * step)
-        log.info("resuming %s at step %d of %d", shown(run_dir), step, t["steps"])
+def restore(state: dict, game, ema, optimizers, scalers, schedules, data, c: dict, rank: int) -> int:
+    """Load a checkpoint's nets, copies, optimizer moments, scalers, schedules, game state, data order and
+    random streams into a freshly built run; returns its step."""
+    where = c["resume"]
+    for name, net in game.nets.items():
+        checkpoint.load_weights(net, state["nets"][name], WHO.get(name, name), where)
+    for name, net in ema.items():
+        source = game.ema()[name]
+        checkpoint.load_weights(net, state["ema"].get(name) or state["nets"][source], WHO.get(source, source), where)
+    for name, opt in optimizers.items():
+        # The moments come from the checkpoint, the settings (lr, betas, ...) from the config,
+        # which differs from the saved one only where resume_override=true allowed it.
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+        opt.load_state_dict(state["optimizers"][name])
+        for group, setting in zip(opt.param_groups, settings):
+            group.update(setting)
+    for name, scaler in scalers.items():
+        if state["scalers"].get(name) and scaler.is_enabled():
+            scaler.load_state_dict(state["scalers"][name])
+    for name, schedule in schedules.items():
+        if name in state.get("schedules", {}):
+            schedule.load_state_dict(state["schedules"][name])
+    game.load_state_dict(state.get("game_state") or {})
+    # A process resumes its own data order and RNG state where the checkpoint holds it (same
+    # number of processes); a process the checkpoint has no state for starts fresh ones.
+    ranks = state.get("ranks") or [{"data": state["data"], "rng": state["rng"]}]
+    step = state["step"]
+    if rank < len(ranks):
+        data.load_state_dict(ranks[rank]["data"])
+        checkpoint.set_rng_state(ranks[rank]["rng"])
+    else:
+        runtime.seed_everything(c["seed"] + rank + 1_000_003 * step)
+    return step
 
-    # What the loop runs: compiled and/or wrapped for data parallelism. G and D stay the plain modules
-    # (saved, sampled, and used for diagnostics). D_for_G is D without the DDP wrapper: G's update
-    # does not train D, so D's gradients need no syncing there.
-    G_run, D_run = G, D
+
+def wrap(game, t: dict, world: int, device) -> tuple[dict, dict]:
+    """The modules the loop runs: compiled where asked, and under torchrun DDP-wrapped for the updates
+    that train them (`running`); `frozen` are the same without DDP, for updates that leave them alone."""
+    running = dict(game.nets)
     if t["compile"]:
-        G_run, D_run = torch.compile(G), torch.compile(D)
-    D_for_G = D_run
+        running = {name: torch.compile(net) for name, net in running.items()}
+    frozen = dict(running)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        if device.type == "cuda":
-            G_run = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G_run)
-            D_run = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D_run)
-        ids = [device.index] if device.type == "cuda" else None
-        G_run, D_run = DDP(G_run, device_ids=ids), DDP(D_run, device_ids=ids)
-        if G_ema is not None:  # DDP gave every process rank 0's weights
-            G_ema.load_state_dict(G.state_dict())
+        twice = game.differentiated_twice()
+        for name, net in running.items():
+            if device.type == "cuda":
+                if name in twice:  # SyncBatchNorm cannot be differentiated twice: per-process statistics
+                    log.info("%s keeps per-process batch norm: its gradient penalty differentiates it twice", name)
+                else:
+                    net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            running[name] = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return running, frozen
+
+
+def set_trainable(nets: dict, player) -> None:
+    """Gradients for the nets the player trains (and those whose graph a later player reuses) only."""
+    for name, net in nets.items():
+        net.requires_grad_(name in player.trains or name in player.keeps_graph)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def train(cfg, run_dir, overrides=(), choices=None) -> dict:
+    """Train the game a composed config describes, writing everything into run_dir.
+
+    With cfg.resume set, the run continues from that checkpoint (its config, plus the key=value
+    `overrides`) in run_dir. `choices`: the config-group choices (Hydra's), kept in the checkpoint.
+    Returns a summary: the last step, final losses and the files written.
+    Under torchrun (see gan_cli/distributed.py) every process runs this; only rank 0 writes.
+    """
+    run_dir = Path(run_dir)
+    c, resume_state, choices = prepare(cfg, run_dir, overrides, choices)
+    t = c["trainer"]
+    rank, world = distributed.rank(), distributed.world_size()
+    main_process = rank == 0
+    # Each process draws its own noise; the weights start equal (DDP copies rank 0's).
+    runtime.seed_everything(c["seed"] + rank)
+    device = runtime.pick_device(t["device"])
+    precision = runtime.Precision(t["precision"], device)
+
+    # The data (each process its own share), the game and its nets, optimizers, schedules and copies.
+    data = build.data(c, device, t["num_workers"], t["batch_size"]).shard(rank, world)
+    if len(data.shape) == 1 and (replaced := build.vector_nets(c)):
+        log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
+    game = build.game(c, data, device)
+    optimizers = build.optimizers(c["optimizer"], game)
+    schedules = build.schedules(c["optimizer"], optimizers, t["steps"])
+    scalers = {name: precision.scaler() for name in optimizers}
+    # Moving averages of the nets the game names (G_ema), used for pictures and samples when enabled.
+    ema = {name: copy.deepcopy(game.nets[source]).requires_grad_(False)
+           for name, source in game.ema().items()} if t["g_ema"] else {}
+    # The preview's inputs come from the seed alone, so a resumed run draws the same grid.
+    fixed = game.fixed_inputs(c["seed"], t["grid_size"], device)
+
+    step = 0
+    if resume_state is not None:
+        step = restore(resume_state, game, ema, optimizers, scalers, schedules, data, c, rank)
+        log.info("resuming %s at step %d of %d", shown(run_dir), step, t["steps"])
+        for name, schedule in schedules.items():
+            if schedule.changes and schedule.total != t["steps"]:
+                log.info("the %s learning-rate schedule keeps the horizon of %d steps the run started with",
+                         name, schedule.total)
+    running, frozen = wrap(game, t, world, device)
+    if world > 1 and resume_state is None:  # DDP gave every process rank 0's weights
+        for name, source in game.ema().items():
+            if name in ema:
+                ema[name].load_state_dict(game.nets[source].state_dict())
+    players = game.players()
+    views = {p.name: Nets({n: running[n] if n in p.trains + p.keeps_graph else frozen[n] for n in game.nets},
+                          game.nets) for p in players}
+    plain = Nets(game.nets, game.nets)
 
     ckpt_dir, sample_dir = run_dir / "checkpoints", run_dir / "samples"
     writer = None
@@ -343,8 +314,9 @@ def train(cfg, run_dir, overrides=()) -> dict:
     log.info(
         "training %s G + %s D (%s loss%s) on %s, %d steps on %s%s%s -> %s",
         c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"],
-        "" if cond.name == "none" else f", {cond.name} conditioning", data.name, t["steps"], device,
-        f" x {world} processes" if world > 1 else "", "" if precision == "32" else f" in {precision}", shown(run_dir),
+        "" if c["conditioning"]["name"] == "none" else f", {c['conditioning']['name']} conditioning", data.name,
+        t["steps"], device, f" x {world} processes" if world > 1 else "",
+        "" if precision.name == "32" else f" in {precision.name}", shown(run_dir),
     )
 
     guard = NonFiniteGuard(device)
@@ -353,10 +325,10 @@ def train(cfg, run_dir, overrides=()) -> dict:
     # trainer.eval_every: a metric of G's samples now and then, and checkpoints/best.pt by its value.
     evaluator, best = None, (resume_state or {}).get("best")
     if t["eval_every"] and main_process:
-        from gan_cli.evaluate import TrainingEvaluator
+        from gan_cli.metrics.protocol import TrainingEvaluator
 
-        evaluator = TrainingEvaluator(c["dataset"], data, t["eval_metric"], t["eval_samples"], 250,
-                                      c["seed"], device, cond=cond)
+        evaluator = TrainingEvaluator(c["dataset"], data, game, t["eval_metric"], t["eval_samples"], 250,
+                                      c["seed"], device)
 
     def check_finite() -> None:
         """Stop (on every process) at a non-finite loss, before anything of that state is written."""
@@ -366,29 +338,43 @@ def train(cfg, run_dir, overrides=()) -> dict:
                 f"{shown(ckpt_dir / 'last.pt')} still holds step {saved_step}")
             raise UserError(f"{problem or 'a loss is not finite on another process'}; training stopped, {where}")
 
+    refreshed = [None]
+
+    def sampling_nets() -> dict:
+        """The game's nets and their averaged copies, whose batch-norm statistics are made their own once
+        per step (without touching the run's random streams)."""
+        if refreshed[0] != step:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                for name, net in ema.items():
+                    game.refresh_statistics(name, net, device)
+            refreshed[0] = step
+        return {**game.nets, **ema}
+
     def state_at(step: int) -> dict:
         ranks = distributed.gather({"data": data.state_dict(), "rng": checkpoint.rng_state()})
+        sampling_nets()
         return {
             "format": checkpoint.FORMAT,
             "step": step,
-            "G": G.state_dict(),
-            "G_ema": None if G_ema is None else G_ema.state_dict(),
-            "D": D.state_dict(),
-            "opt_G": opt_G.state_dict(),
-            "opt_D": opt_D.state_dict(),
-            "scaler_D": scaler_D.state_dict() if scaler_D.is_enabled() else None,
-            "scaler_G": scaler_G.state_dict() if scaler_G.is_enabled() else None,
+            "game": game.name,
+            "nets": {name: net.state_dict() for name, net in game.nets.items()},
+            "ema": {name: net.state_dict() for name, net in ema.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+            "scalers": {name: s.state_dict() if s.is_enabled() else None for name, s in scalers.items()},
+            "schedules": {name: s.state_dict() for name, s in schedules.items()},
+            "game_state": game.state_dict(),
             "data": ranks[0]["data"],
             "rng": ranks[0]["rng"],
             "ranks": ranks if world > 1 else None,
             "config": c,
             "names": {g: c[g]["name"] for g in GROUPS if g in c},
+            "choices": choices,
             "num_classes": data.num_classes,
             "best": best,
         }
 
     def write_samples(step: int) -> Path:
-        picture, metrics = draw_samples(G if G_ema is None else G_ema, fixed_z, data, fixed_c, grid_columns)
+        picture, metrics = game.preview(sampling_nets(), fixed)
         path = sample_dir / f"step_{step:07d}.png"
         plots.save_png(picture, path)
         plots.save_png(picture, sample_dir / "last.png")
@@ -419,7 +405,7 @@ def train(cfg, run_dir, overrides=()) -> dict:
         nonlocal best
         improved = False
         if main_process:
-            value = evaluator(G if G_ema is None else G_ema)
+            value = evaluator(sampling_nets())
             writer.add_scalar(f"eval/{t['eval_metric']}", value, step)
             improved = evaluator.better(value, None if best is None else best["value"])
             log.info("step %d: %s %.4f%s", step, t["eval_metric"], value, " (best so far)" if improved else "")
@@ -430,90 +416,68 @@ def train(cfg, run_dir, overrides=()) -> dict:
             if main_process:
                 checkpoint.save(state, ckpt_dir / "best.pt")
 
-    steps, n_critic, bs = t["steps"], t["n_critic"], t["batch_size"]
+    steps = t["steps"]
     if step >= steps:
         log.info("the run is already at step %d of %d; raise trainer.steps to train further", step, steps)
     bar = tqdm(total=steps, initial=step, desc="train", unit="step", disable=not (t["progress"] and main_process),
                dynamic_ncols=True)
-    logged, final_metrics = {}, {}
+    logged, final_metrics, stats, batch = {}, {}, {}, None
     t_log, step_log, t_start = time.perf_counter(), step, time.perf_counter()
-    G.train()
-    D.train()
+    for net in game.nets.values():
+        net.train()
     with StopSignals() as signals:
         while step < steps:
             step += 1
+            game.schedule(step)
+            for schedule in schedules.values():
+                schedule.step(step)
 
-            # D: n_critic updates on fresh real batches and fresh fakes.
-            for k in range(n_critic):
-                real, labels = data.next()
-                z = torch.randn(bs, G.z_dim, device=device)
-                c_fake = cond.sample(bs, labels, device)  # the fakes' labels or codes (None if unconditional)
-                last_d_step = k == n_critic - 1
-                # The G update reuses the last D step's fakes (as the DCGAN reference code does), saving one
-                # G forward pass; so only that one is kept on the autograd graph.
-                with autocast:
-                    with torch.set_grad_enabled(last_d_step):
-                        fake = G_run(z) if c_fake is None else G_run(z, c_fake)
-                    real_scores, real_head = cond.run_d(D_run, real, labels)
-                    fake_scores, fake_head = cond.run_d(D_run, fake.detach(), c_fake)
-                    loss_D = loss.d_loss(real_scores, fake_scores)
-                    extra = cond.d_loss(real_head, labels, fake_head, c_fake)  # ACGAN's classes, InfoGAN's codes
-                    if extra is not None:
-                        loss_D = loss_D + extra
-                # computed in float32; the fakes share the real batch's labels, so the interpolates have them too
-                penalty = loss.penalty(cond.d_for_penalty(D_for_G, labels), real, fake.detach())
-                if penalty is not None:
-                    loss_D = loss_D + penalty
-                opt_D.zero_grad(set_to_none=True)
-                scaler_D.scale(loss_D).backward()
-                scaler_D.step(opt_D)
-                scaler_D.update()
-                loss.after_d_step(D)
-
-            # G: one update through a frozen D (no gradients for D's weights are needed).
-            D.requires_grad_(False)
-            with autocast:
-                scores_G, head_G = cond.run_d(D_for_G, fake, c_fake)
-                loss_G = loss.g_loss(scores_G)
-                extra = cond.g_loss(head_G, c_fake)
-                if extra is not None:
-                    loss_G = loss_G + extra
-            opt_G.zero_grad(set_to_none=True)
-            scaler_G.scale(loss_G).backward()
-            scaler_G.step(opt_G)
-            scaler_G.update()
-            D.requires_grad_(True)
-            if G_ema is not None:
-                update_ema(G_ema, G, t["g_ema"])
-            guard.track(step, {"loss/D": loss_D, "loss/G": loss_G})
+            # Each player due at this step: `repeat` updates of the nets it trains.
+            losses = {}
+            for player in players:
+                if not player.due(step):
+                    continue
+                set_trainable(game.nets, player)
+                nets = views[player.name]
+                opt, scaler = optimizers[player.optimizer], scalers[player.optimizer]
+                for _ in range(player.repeat):
+                    if player.fresh_batch or batch is None:
+                        batch = data.next()
+                    with precision.autocast:
+                        loss, player_stats = game.loss(player, batch, nets, step)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    game.after_update(player, nets)
+                losses[f"loss/{player.name}"] = loss
+                stats.update(player_stats)
+            for name, source in game.ema().items():
+                if name in ema:
+                    update_ema(ema[name], game.nets[source], t["g_ema"])
+            guard.track(step, losses)
 
             bar.update(1)
             # Scalars are read (one host sync) only on logging steps.
             if step % t["log_every"] == 0 or step == steps:
                 check_finite()
-                stats = {
-                    "loss/D": loss_D.detach(),
-                    "loss/G": loss_G.detach(),
-                    "D/real_score": real_scores.detach().float().mean(),
-                    "D/fake_score": fake_scores.detach().float().mean(),
-                    # The size of D's input gradient at real data: large values mean a sharp, overconfident D.
-                    "D/grad_norm": losses.input_gradient_norm(cond.d_for_penalty(D, labels), real,
-                                                              create_graph=False).mean(),
-                    **loss.diagnostics(D),
-                    **cond.diagnostics(),
-                }
-                if loss.critic:  # the critic's estimate of the Wasserstein distance
-                    stats["critic/wasserstein"] = stats["D/real_score"] - stats["D/fake_score"]
+                # Diagnostics leave every buffer and random stream as they found them.
+                with runtime.untouched(game.nets.values(), device):
+                    diagnostics = game.diagnostics(plain, batch)
+                values = {**stats, **diagnostics}
                 # Averaged over the processes, each of which saw its own batch.
-                values = distributed.mean(torch.stack([v.float() for v in stats.values()]))
-                logged = dict(zip(stats, values.tolist()))
+                averaged = distributed.mean(torch.stack([v.detach().float() for v in values.values()]))
+                logged = dict(zip(values, averaged.tolist()))
+                for name, schedule in schedules.items():
+                    logged[f"lr/{name}"] = schedule.lr
                 now = time.perf_counter()
                 logged["speed/steps_per_s"] = (step - step_log) / max(now - t_log, 1e-9)
                 t_log, step_log = now, step
                 if writer is not None:
                     for name, value in logged.items():
                         writer.add_scalar(name, value, step)
-                bar.set_postfix(D=f"{logged['loss/D']:.3f}", G=f"{logged['loss/G']:.3f}", refresh=False)
+                bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in logged.items() if k.startswith("loss/")},
+                                refresh=False)
             if t["sample_every"] and step % t["sample_every"] == 0:
                 check_finite()
                 if main_process:
@@ -542,11 +506,12 @@ def train(cfg, run_dir, overrides=()) -> dict:
     if writer is not None:
         writer.close()
     if world > 1:
-        sums = distributed.checksums(G), distributed.checksums(D)
-        in_sync = all(s == sums[0][0] for s in sums[0]) and all(s == sums[1][0] for s in sums[1])
-        if not in_sync:
-            raise UserError(f"the weights differ between the {world} processes at step {step}; please report this")
-        log.info("weights of G and D identical on all %d processes", world)
+        for name, net in game.nets.items():
+            sums = distributed.checksums(net)
+            if not all(s == sums[0] for s in sums):
+                raise UserError(f"the weights of {name} differ between the {world} processes at step {step}; "
+                                "please report this")
+        log.info("weights of %s identical on all %d processes", " and ".join(game.nets), world)
     elapsed = time.perf_counter() - t_start
     if step < steps:
         raise StopRequested(
@@ -589,13 +554,16 @@ def _hydra_subdir(resume):
 
 
 _LAUNCH_TIME = None
+LAUNCH_TIME_VARIABLE = "GAN_CLI_LAUNCH_TIME"  # a sweep's start time, for the job processes it starts
 
 
 def _now(pattern: str) -> str:
-    """Like Hydra's ${now:...}, but one time per launch, shared by every torchrun process."""
+    """Like Hydra's ${now:...}, but one time per launch: shared by every torchrun process, and by the job
+    processes of a parallel sweep (joblib), which learn it from the launching process's environment."""
     global _LAUNCH_TIME
     if _LAUNCH_TIME is None:
-        _LAUNCH_TIME = distributed.launch_time()
+        inherited = os.environ.get(LAUNCH_TIME_VARIABLE)
+        _LAUNCH_TIME = datetime.fromisoformat(inherited) if inherited else distributed.launch_time()
     return _LAUNCH_TIME.strftime(pattern)
 
 
@@ -659,7 +627,7 @@ def check_values(cfg) -> None:
     side = cfg.dataset.get("resolution")
     if cfg.dataset.name != "toy2d" and isinstance(side, int):
         for part in ("generator", "discriminator"):
-            if cfg[part].name in CONV_NETS:
+            if cfg[part].name in build.CONV_NETS:
                 check_side(side, part)
 
 
@@ -690,6 +658,16 @@ def fail(prog: str, error: Exception, code: int = 2) -> None:
     sys.exit(code)
 
 
+def fail_before_launch(prog: str, error: Exception) -> None:
+    """A bad command line, found the same way by every process. Under torchrun rank 0 says it, and the
+    other processes wait for torchrun to end them when rank 0 exits: a process that exited first would
+    have torchrun end rank 0, perhaps before it could say anything."""
+    if distributed.launched() and int(os.environ.get("RANK", "0")) != 0:
+        time.sleep(600)
+        sys.exit(2)
+    fail(prog, error)
+
+
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -698,7 +676,8 @@ def main() -> None:
     def hydra_main(cfg: DictConfig) -> None:
         hc = HydraConfig.get()
         try:
-            train(cfg, Path(hc.runtime.output_dir), overrides=hc.overrides.task)
+            train(cfg, Path(hc.runtime.output_dir), overrides=hc.overrides.task,
+                  choices=OmegaConf.to_container(hc.runtime.choices))
         except UserError as e:
             fail("gan-train", e)
         except StopRequested as e:
@@ -706,18 +685,28 @@ def main() -> None:
             distributed.cleanup()
             sys.exit(e.code)
 
+    global _LAUNCH_TIME
     register_resolvers()
     try:
         check_group_choices(sys.argv[1:])
         check_keys(sys.argv[1:])
         check_output_folder(sys.argv[1:])
     except UserError as e:
-        fail("gan-train", e)
+        fail_before_launch("gan-train", e)
     if distributed.launched():
         distributed.setup()
         if not distributed.is_main():  # rank 0 writes the run folder's config and log
             sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    hydra_main()
+    sweep = any(a in ("-m", "--multirun") for a in sys.argv[1:])
+    if sweep and LAUNCH_TIME_VARIABLE not in os.environ:
+        # One sweep, one folder: the job processes of a parallel launcher use this process's start time.
+        _LAUNCH_TIME = _LAUNCH_TIME or datetime.now()
+        os.environ[LAUNCH_TIME_VARIABLE] = _LAUNCH_TIME.isoformat()
+    try:
+        hydra_main()
+    finally:
+        if sweep:
+            os.environ.pop(LAUNCH_TIME_VARIABLE, None)
     distributed.cleanup()
 
 

@@ -7,11 +7,26 @@ import pytest
 import torch
 
 from gan_cli import UserError, registry
-from gan_cli.train import make_optimizers
+from gan_cli import build
 from tests.conftest import compose_config, write_images
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["dataset", "generator", "discriminator", "loss", "optimizer", "model"]
+
+
+class TwoNets:
+    """What build.optimizers needs of a game: named nets, and which optimizer steps which."""
+
+    def __init__(self, G, D):
+        self.nets = {"G": G, "D": D}
+
+    def optimizers(self):
+        return {"G": ("G",), "D": ("D",)}
+
+
+def make_optimizers(node, G, D):
+    opts = build.optimizers(node, TwoNets(G, D))
+    return opts["G"], opts["D"]
 
 
 def options_of(group):

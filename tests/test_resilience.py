@@ -57,7 +57,7 @@ def test_kill_9_leaves_a_loadable_checkpoint_of_a_finished_step(tmp_path):
     proc.wait()
     state = checkpoint.load(last)
     assert state["step"] >= 30
-    assert set(state["G"]) and all(torch.isfinite(v).all() for v in state["G"].values())
+    assert set(state["nets"]["G"]) and all(torch.isfinite(v).all() for v in state["nets"]["G"].values())
     result = run(f"resume={run_dir}", f"trainer.steps={state['step'] + 2}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert checkpoint.load(last)["step"] == state["step"] + 2
@@ -78,7 +78,7 @@ def test_resume_refuses_a_changed_config_unless_told(tmp_path):
     train(resume, tmp_path, overrides=["trainer.steps=4", "optimizer.lr=0.1", "resume_override=true"])
     state = checkpoint.load(tmp_path)
     assert state["step"] == 4 and state["config"]["optimizer"]["lr"] == 0.1
-    assert state["opt_G"]["param_groups"][0]["lr"] == 0.1
+    assert state["optimizers"]["G"]["param_groups"][0]["lr"] == 0.1
 
 
 def test_resume_continues_bit_identically_in_bf16(tmp_path):
@@ -87,8 +87,8 @@ def test_resume_continues_bit_identically_in_bf16(tmp_path):
     train(tiny_config(*base, "trainer.steps=2"), tmp_path / "split")
     split = train(OmegaConf.create({"resume": str(tmp_path / "split")}), tmp_path / "split", overrides=["trainer.steps=4"])
     a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
-    assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
-    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])
+    assert all(torch.equal(a["nets"]["G"][k], b["nets"]["G"][k]) for k in a["nets"]["G"])
+    assert all(torch.equal(a["nets"]["D"][k], b["nets"]["D"][k]) for k in a["nets"]["D"])
     assert straight["logged"]["loss/D"] == split["logged"]["loss/D"]
 
 
@@ -202,8 +202,9 @@ def test_weights_of_other_nets_are_one_line_errors(tmp_path):
     train(tiny_config(), tmp_path / "run")
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     state = checkpoint.load(path)
-    renamed = dict(state, G={k.replace("net.", "body."): v for k, v in state["G"].items()})
-    resized = dict(state, D={k: v[:1] if i == 0 else v for i, (k, v) in enumerate(state["D"].items())})
+    G, D = state["nets"]["G"], state["nets"]["D"]
+    renamed = dict(state, nets={"G": {k.replace("net.", "body."): v for k, v in G.items()}, "D": D})
+    resized = dict(state, nets={"G": G, "D": {k: v[:1] if i == 0 else v for i, (k, v) in enumerate(D.items())}})
     for name, edited, fragments in [
         ("renamed.pt", renamed, ("generator", "does not fit", "missing: net.0.weight", "not expected: body.0.weight")),
         ("resized.pt", resized, ("discriminator", "does not fit", "size mismatch")),
@@ -224,7 +225,7 @@ def test_reduced_precision_trains_on_cpu(precision, tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in result["logged"].values())
     state = checkpoint.load(tmp_path)
     assert str(state["config"]["trainer"]["precision"]) == precision
-    assert (state["scaler_D"] is not None) == (precision == "16")
+    assert (state["scalers"]["D"] is not None) == (precision == "16")
 
 
 def test_gradient_penalty_is_float32_under_autocast():
@@ -243,7 +244,7 @@ def test_gradient_penalty_is_float32_under_autocast():
 def test_compiled_nets_train(tmp_path):
     result = train(tiny_config("trainer.compile=true", "trainer.steps=3"), tmp_path)
     state = checkpoint.load(tmp_path)
-    assert result["step"] == 3 and not any(k.startswith("_orig_mod") for k in state["G"])
+    assert result["step"] == 3 and not any(k.startswith("_orig_mod") for k in state["nets"]["G"])
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -4,12 +4,18 @@ Each builder (see gan_cli.registry) returns a batch source with:
     shape         the shape of one item, (C, H, W) for images or (2,) for points
     num_classes   number of labels, 0 when the data are unlabelled
     next()        -> (real, labels): a batch on the device, images scaled to [-1, 1]; labels or None
+    shard(rank, world) -> self: this process's share of the data (see below)
     state_dict() / load_state_dict()   the data-order state a checkpoint keeps
 
 Small sets live on the device as one uint8 tensor (TensorBatches); large ones stream from disk
 through a DataLoader with workers and pinned memory (StreamBatches).
+
+Under torchrun every process builds the source with the same seed, so all of them draw the same
+order of each epoch, and each takes its own share of it (items rank, rank + world, ...), as
+DistributedSampler does: in an epoch no two processes see the same image.
 """
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -41,14 +47,24 @@ class TensorBatches:
         self.shape = tuple(images.shape[1:])
         self.num_classes = 0 if labels is None else int(labels.max()) + 1
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world = 0, 1
         self.order, self.pos = None, len(images)  # start with a new epoch
 
     def __len__(self):
         return len(self.images)
 
+    def shard(self, rank: int, world: int):
+        _check_batch_size(self.batch_size, len(self.images) // world, f"{self.name} (per process)")
+        self.rank, self.world = rank, world
+        return self
+
     def next(self):
-        if self.pos + self.batch_size > len(self.images):
-            self.order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
+        share = len(self.images) // self.world
+        if self.pos + self.batch_size > share:
+            order = torch.randperm(len(self.images), generator=self.generator)
+            if self.world > 1:  # this process's share of the epoch, all shares of one size
+                order = order[self.rank::self.world][:share]
+            self.order = order.to(self.device)
             self.pos = 0
         idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
@@ -65,8 +81,19 @@ class TensorBatches:
         self.pos = state["pos"]
 
 
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
+    """The items process `rank` of `world` visits in an epoch: its share of a permutation that depends on
+    the seed and the epoch alone (the same on every process), all shares of one size."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2)
+    g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    order = torch.randperm(n, generator=g)
+    return order[rank::world][: n // world].tolist()
+
+
 class StreamBatches:
-    """Batches streamed from disk: a shuffled DataLoader with workers, pinned memory and async copies.
+    """Batches streamed from disk: a DataLoader with workers, pinned memory and async copies, over this
+    process's share of each epoch's order (epoch_order). A resumed run continues inside the epoch, at the
+    batch after the last one drawn.
 
     `dataset[i]` must return (uint8 image tensor C x H x W, integer label); labelled=False drops the labels.
     """
@@ -75,40 +102,47 @@ class StreamBatches:
         _check_batch_size(batch_size, len(dataset), name)
         self.name, self.shape, self.num_classes = name, tuple(shape), num_classes
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
-        self.seed, self.num_workers, self.epoch = seed, num_workers, 0
+        self.seed, self.num_workers, self.epoch, self.batches = seed, num_workers, 0, 0
+        self.rank, self.world = 0, 1
         self._iter = None
 
     def __len__(self):
         return len(self.dataset)
 
-    def _start_epoch(self):
+    def shard(self, rank: int, world: int):
+        _check_batch_size(self.batch_size, len(self.dataset) // world, f"{self.name} (per process)")
+        self.rank, self.world = rank, world
+        return self
+
+    def _start(self):
+        """Iterate the rest of the current epoch, from batch `self.batches` on."""
+        order = epoch_order(len(self.dataset), self.seed, self.epoch, self.rank, self.world)
         loader = DataLoader(
-            self.dataset,
+            torch.utils.data.Subset(self.dataset, order[self.batches * self.batch_size:]),
             batch_size=self.batch_size,
-            shuffle=True,
             drop_last=True,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.seed + self.epoch),
         )
         self._iter = iter(loader)
 
     def next(self):
         if self._iter is None:
-            self._start_epoch()
+            self._start()
         try:
             images, labels = next(self._iter)
         except StopIteration:
-            self.epoch += 1
-            self._start_epoch()
+            self.epoch, self.batches = self.epoch + 1, 0
+            self._start()
             images, labels = next(self._iter)
+        self.batches += 1
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True) if self.num_classes else None
         return to_unit_range(images), labels
 
     def state_dict(self):
-        # Resuming starts the next epoch; the order within an interrupted epoch is not kept.
-        return {"epoch": self.epoch + 1}
+        return {"epoch": self.epoch, "batches": self.batches}
 
     def load_state_dict(self, state):
-        self.epoch, self._iter = state["epoch"], None
+        # Checkpoints written before the position in the epoch was kept start the next epoch.
+        self.epoch, self.batches, self._iter = state["epoch"], state.get("batches", 0), None

@@ -30,8 +30,14 @@ class MixtureBatches:
         centres, self.sigma = mixture_centres(mixture)
         self.centres = centres.to(device)
         self.shape, self.num_classes = (2,), len(centres)
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device, self.seed = batch_size, device, seed
         self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def shard(self, rank: int, world: int):
+        """Points are drawn fresh: each process draws its own, from a stream of its own."""
+        if rank:
+            self.generator.manual_seed(self.seed + rank)
+        return self
 
     def next(self):
         modes = torch.randint(len(self.centres), (self.batch_size,), generator=self.generator, device=self.device)

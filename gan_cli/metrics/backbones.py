@@ -134,8 +134,15 @@ def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def train_classifier(train_x, train_y, test_x, test_y, device, seed=0, progress=True):
-    """Fit SmallCNN on uint8 images with integer labels; returns (model, test accuracy)."""
-    torch.manual_seed(seed)
+    """Fit SmallCNN on uint8 images with integer labels; returns (model, test accuracy).
+
+    Seeded on forked random streams: a caller's own streams (a training run's) are as they were after."""
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _fit(train_x, train_y, test_x, test_y, device, seed, progress)
+
+
+def _fit(train_x, train_y, test_x, test_y, device, seed, progress):
     classes = int(max(train_y.max(), test_y.max())) + 1
     model = SmallCNN(train_x.shape[1], classes).to(device)
     # Enough updates for small sets, a few epochs for large ones.

@@ -1,0 +1,212 @@
+"""How the features behind every number are gathered: real images (cached), fake images batch by batch,
+the classifier backbone's labelled split, and the one metric trainer.eval_every measures during training.
+
+Used by gan-eval and by the training loop; the metric math itself is in scores.py, the feature
+extractors in backbones.py.
+"""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gan_cli import UserError, checkpoint, registry
+from gan_cli.data import TensorBatches
+from gan_cli.metrics import scores
+from gan_cli.metrics import toy2d as toy2d_metrics
+from gan_cli.metrics.backbones import ClassifierBackbone, cache_dir
+from gan_cli.options import defaults as conf_defaults
+
+log = logging.getLogger("gan_cli.metrics")
+
+REAL_STATS_VERSION = 2  # bump when the way real features are gathered changes: cached ones are then rebuilt
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """G's output in [-1, 1] -> uint8, rounded to the nearest level (not truncated)."""
+    return ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def build_data(node: dict, device=torch.device("cpu")):
+    return registry.build("dataset", node, batch_size=1, device=device, seed=0, num_workers=0)
+
+
+def dataset_node(name_or_folder: str, root=None, resolution=None, channels=None) -> dict:
+    """A dataset config node for real=: an existing folder, or a data set name with its defaults."""
+    if Path(str(name_or_folder)).expanduser().is_dir():
+        node = {"name": "folder", "root": str(name_or_folder), "channels": channels}
+    else:
+        choices = sorted(registry.TABLES["dataset"])
+        if name_or_folder not in choices:
+            raise UserError(f"real={name_or_folder} is neither a folder nor a data set ({', '.join(choices)})")
+        node = conf_defaults("dataset", name_or_folder)
+    if root is not None:
+        node["root"] = str(root)
+    if resolution is not None and "resolution" in registry.options("dataset", node["name"]):
+        node["resolution"] = resolution
+    return node
+
+
+def all_images(data, limit=None, seed=0, batch=500):
+    """Yield uint8 batches of a data source's images: all of them, or a seeded random subset of `limit`."""
+    n = len(data)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
+    order = order[:limit] if limit else order
+    if isinstance(data, TensorBatches):
+        for start in range(0, len(order), batch):
+            yield data.images[order[start:start + batch].to(data.images.device)]
+        return
+    subset = torch.utils.data.Subset(data.dataset, order.tolist())
+    for images, _ in torch.utils.data.DataLoader(subset, batch_size=batch, num_workers=data.num_workers):
+        yield images
+
+
+def all_labels(data, limit=None, seed=0) -> np.ndarray | None:
+    """The labels of the images all_images yields, in the same order (None for unlabelled data)."""
+    if not getattr(data, "num_classes", 0):
+        return None
+    n = len(data)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
+    order = order[:limit] if limit else order
+    if isinstance(data, TensorBatches):
+        return data.labels.cpu()[order].numpy()
+    return np.array([int(data.dataset[i][1]) for i in order.tolist()])
+
+
+def labelled_split(node: dict, seed=0):
+    """The labelled images a classifier backbone learns from: the data set's train split and its test
+    split where it has them, else a seeded 90/10 split of all its images."""
+    description = json.dumps({k: v for k, v in node.items() if k not in ("download", "in_memory")}, sort_keys=True)
+    options = registry.options("dataset", node["name"])
+    data = build_data({**node, "split": "train"} if "split" in options else node)
+    if not getattr(data, "num_classes", 0):
+        raise UserError(f"backbone=classifier needs labelled data, and {data.name} has no labels; use backbone=inception")
+    if not isinstance(data, TensorBatches):
+        raise UserError(f"{data.name} is too large to hold for training the classifier backbone; use backbone=inception")
+    if "split" in options:
+        try:
+            test = build_data({**node, "split": "test"})
+            return data.images, data.labels, test.images, test.labels, f"{description}: train split, test split held out"
+        except UserError:
+            pass  # no test split on disk: hold out part of the train split
+    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
+    cut = len(order) // 10
+    test, train = order[:cut], order[cut:]
+    return (data.images[train], data.labels[train], data.images[test], data.labels[test],
+            f"{description}: 90% of the images, 10% held out")
+
+
+def extract(backbone, batches, total, desc, progress):
+    """Features and class probabilities of uint8 batches, gathered batch by batch."""
+    features, probs = [], []
+    with tqdm(total=total, desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
+        for images in batches:
+            f, p = backbone.features(images)
+            features.append(f.astype(np.float32))
+            probs.append(p)
+            bar.update(len(images))
+    return np.concatenate(features), np.concatenate(probs)
+
+
+def real_features(backbone, node: dict, options: dict, shape) -> dict:
+    """Features of the real images, with their mean and covariance (float64), cached on disk.
+
+    The cache key covers the backbone (its weights' hash or the classifier's data fingerprint), the
+    data set node, the image shape, the number of images, the seed of the subset and this code's
+    version; a cached file whose stored protocol differs from the one asked for is never used.
+    """
+    protocol = {"version": REAL_STATS_VERSION, "backbone": backbone.key, "data": node, "shape": list(shape),
+                "num_real": options["num_real"], "seed": options["seed"]}
+    key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir(options["cache_dir"]) / "real_stats" / f"{key}.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged cache file is rebuilt
+            cached = None
+        if cached is not None and cached.get("protocol") == json.loads(json.dumps(protocol)):
+            log.info("real statistics from the cache: %s", path)
+            return {k: cached[k].numpy() if torch.is_tensor(cached[k]) else cached[k] for k in cached}
+    data = build_data(node)
+    if tuple(data.shape) != tuple(shape):
+        raise UserError(f"the real images are {tuple(data.shape)} but the fake ones {tuple(shape)}; "
+                        "set real_root / real= to matching data")
+    count = min(len(data), options["num_real"] or len(data))
+    features, probs = extract(backbone, all_images(data, options["num_real"], options["seed"], options["batch_size"]),
+                              count, "real images", options["progress"])
+    mu, sigma = scores.gaussian(features.astype(np.float64))
+    result = {"protocol": protocol, "features": features, "probs": probs, "mu": mu, "sigma": sigma,
+              "count": len(features), "name": data.name, "labels": all_labels(data, options["num_real"], options["seed"])}
+    checkpoint.save({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in result.items()}, path)
+    return result
+
+
+# --- during training ------------------------------------------------------------------------------
+
+# trainer.eval_metric: what is better for each (lower, or higher).
+LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False,
+                   "reverse_kl": True, "hq_percent": False, "modes": False}
+TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl")
+
+
+def equal_sizes(real, fake, seed: int):
+    """Precision and recall compare k-NN balls whose radii shrink as a set grows: both sides are cut to
+    the size of the smaller one (a random subset seeded by `seed`), as Kynkaanniemi et al. measure them."""
+    n = min(len(real), len(fake))
+    rng = np.random.RandomState(seed)
+    pick = [x if len(x) == n else x[np.sort(rng.choice(len(x), n, replace=False))] for x in (real, fake)]
+    return pick[0], pick[1]
+
+
+class TrainingEvaluator:
+    """`trainer.eval_every`: one metric of the game's samples during training, with the classifier
+    backbone (trained once per data set and cached, like the real features) or, on toy2d, the mode
+    metrics. Measuring changes nothing of the run: the nets' modes are restored, and the samples and the
+    classifier draw from random streams of their own."""
+
+    def __init__(self, node: dict, data, game, metric: str, num_samples: int, batch_size: int, seed: int, device,
+                 cache=None):
+        toy = len(data.shape) == 1
+        allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
+        if metric not in allowed:
+            raise UserError(f"trainer.eval_metric={metric} does not apply to {data.name}; choose one of: "
+                            f"{', '.join(allowed)}")
+        self.metric, self.num_samples, self.batch_size, self.seed = metric, num_samples, batch_size, seed
+        self.data, self.game, self.device, self.toy = data, game, device, toy
+        self.lower_is_better = LOWER_IS_BETTER[metric]
+        if not toy:
+            self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
+            options = {"num_real": None, "seed": seed, "batch_size": batch_size, "progress": False, "cache_dir": cache}
+            self.real = real_features(self.backbone, node, options, data.shape)
+
+    def better(self, value: float, best: float | None) -> bool:
+        return best is None or (value < best if self.lower_is_better else value > best)
+
+    @torch.no_grad()
+    def __call__(self, nets: dict) -> float:
+        modes = {name: net.training for name, net in nets.items()}
+        for net in nets.values():
+            net.eval()
+        try:
+            batches = self.game.generate(nets, self.num_samples, self.seed, self.device, self.batch_size)
+            if self.toy:
+                points = torch.cat(list(batches))
+                return float(toy2d_metrics.mode_metrics(points, self.data.centres, self.data.sigma)[self.metric])
+            features, probs = extract(self.backbone, (to_uint8(x) for x in batches), self.num_samples, "", False)
+        finally:
+            for name, net in nets.items():
+                net.train(modes[name])
+        if self.metric == "fid":
+            return scores.frechet_distance(*scores.gaussian(features.astype(np.float64)), self.real["mu"],
+                                           self.real["sigma"])
+        if self.metric == "kid":
+            size = min(1000, len(features), len(self.real["features"]))
+            return scores.kernel_inception_distance(self.real["features"], features, 20, size, seed=self.seed)[0]
+        if self.metric == "is":
+            return scores.inception_score(probs, 10)[0]
+        precision, recall = scores.precision_recall(*equal_sizes(self.real["features"], features, self.seed))
+        return precision if self.metric == "precision" else recall
