@@ -44,7 +44,7 @@ MODES = {"ring": 8, "grid": 25}
 WATCH_ONLY = ("eval_every", "eval_metric", "eval_samples")  # trainer keys that never change what a run learns
 
 
-def compose_run(preset, mixture, seed, steps):
+def compose_run(preset, mixture, seed, steps, extra=()):
     overrides = [
         f"model={preset}",
         "dataset=toy2d",
@@ -55,6 +55,7 @@ def compose_run(preset, mixture, seed, steps):
         "trainer.ckpt_every=0",
         "trainer.log_every=100",
         "trainer.progress=false",
+        *extra,
     ]
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -66,15 +67,23 @@ def compose_run(preset, mixture, seed, steps):
         settings["trainer"].pop(key, None)
     if settings.get("conditioning") == {"name": "none"}:
         settings.pop("conditioning")
+    if settings.get("game") == {"name": "adversarial"}:
+        settings.pop("game")
+    for key, default in (("schedule", "constant"), ("warmup", 0), ("decay_start", 0)):
+        if settings["optimizer"].get(key) == default:
+            settings["optimizer"].pop(key)
+    # Runs with n_critic > 1 stored before G's update drew fresh z (it reused D's last fakes) are stale.
+    if settings["trainer"]["n_critic"] > 1:
+        settings["g_step"] = "fresh z"
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return cfg, key
 
 
-def run_one(preset, mixture, seed, steps, picture_path, threads):
+def run_one(preset, mixture, seed, steps, picture_path, threads, extra=()):
     """One training run in a scratch folder; returns its metrics and time, and saves its scatter plot."""
     torch.set_num_threads(threads)
     register_resolvers()
-    cfg, key = compose_run(preset, mixture, seed, steps)
+    cfg, key = compose_run(preset, mixture, seed, steps, extra)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train(cfg, Path(tmp))
@@ -103,6 +112,8 @@ def main():
     parser.add_argument("--table-only", action="store_true", help="write the tables from the stored runs alone")
     parser.add_argument("--fresh", action="store_true", help="train every run again, ignoring the stored ones")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra gan-train overrides for every run (to try a setting before a preset takes it)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.seeds = 1000, args.seeds[:1]
@@ -131,13 +142,13 @@ def main():
     for mixture in args.mixtures:
         for preset in args.presets:
             for seed in args.seeds:
-                _, key = compose_run(preset, mixture, seed, args.steps)
+                _, key = compose_run(preset, mixture, seed, args.steps, args.set)
                 picture = pictures_dir / f"{mixture}-{preset}.png" if seed == args.seeds[0] else None
                 entry = done.get((preset, mixture, seed, args.steps, key))
                 if entry is not None and (picture is None or picture.exists()):
                     rows[(mixture, preset, seed)] = entry
                 else:
-                    todo.append((preset, mixture, seed, args.steps, picture, threads))
+                    todo.append((preset, mixture, seed, args.steps, picture, threads, tuple(args.set)))
     print(f"{len(rows)} runs stored, {len(todo)} to train", flush=True)
     if args.table_only:
         todo = []

@@ -69,6 +69,17 @@ def test_a_run_writes_its_folder_and_resumes_in_it(tmp_path):
     assert list((run_dir / ".hydra").glob("resume-*/config.yaml"))  # the first config is kept
 
 
+def test_resume_accepts_the_run_own_command_and_refuses_other_components(tmp_path):
+    command = ["model=dcgan", "seed=3", *TINY]
+    assert run(*command, cwd=tmp_path).returncode == 0
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    again = run(*command, f"resume={run_dir}", "trainer.steps=3", cwd=tmp_path)  # the same command, resume= added
+    assert again.returncode == 0, again.stderr
+    assert checkpoint.load(run_dir)["step"] == 3
+    assert_one_line_error(run("model=wgan", f"resume={run_dir}", cwd=tmp_path),
+                          "resume keeps the run's model (dcgan); start a new run to change it")
+
+
 def test_multirun_sweep_writes_one_folder_per_value(tmp_path):
     result = run("-m", "loss=minimax,nonsaturating", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -76,6 +87,15 @@ def test_multirun_sweep_writes_one_folder_per_value(tmp_path):
     assert len(jobs) == 2
     losses = {checkpoint.load(j)["config"]["loss"]["name"] for j in jobs}
     assert losses == {"minimax", "nonsaturating"}
+    assert (jobs[0].parents[2] / "multirun.yaml").is_file() and jobs[0].parents[2] == jobs[1].parents[2]
+
+
+def test_job_processes_name_their_folder_by_the_sweep_start(tmp_path):
+    """A parallel launcher's job process reads the launch time from its parent's environment."""
+    code = "from gan_cli.train import _now; print(_now('%Y-%m-%d/%H-%M-%S'))"
+    env = {**os.environ, "GAN_CLI_LAUNCH_TIME": "2026-01-02T03:04:05"}
+    result = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.stdout.strip() == "2026-01-02/03-04-05", result.stderr
 
 
 def test_folder_dataset_from_the_command_line(tmp_path):

@@ -26,6 +26,13 @@ def go(*args):
     return sample(parse([*args, "progress=false"], "sample"))
 
 
+def test_an_out_path_without_an_extension_gets_one(run, tmp_path):
+    (grid,) = go(f"ckpt={run}", "n=4", f"out={tmp_path / 'grid'}")
+    assert grid == tmp_path / "grid.png" and Image.open(grid).format == "PNG"
+    png, gif = go(f"ckpt={run}", "mode=interpolate", "steps=2", "pairs=1", f"out={tmp_path / 'walk.v2'}")
+    assert (png.name, gif.name) == ("walk.v2.png", "walk.v2.gif")
+
+
 def test_the_same_seed_gives_the_same_bytes(run, tmp_path):
     (a,) = go(f"ckpt={run}", "n=16", "nrow=4", f"out={tmp_path / 'a.png'}")
     (b,) = go(f"ckpt={run}", "n=16", "nrow=4", f"out={tmp_path / 'b.png'}")

@@ -178,16 +178,23 @@ class TrainingEvaluator:
         self.metric, self.num_samples, self.batch_size, self.seed = metric, num_samples, batch_size, seed
         self.data, self.game, self.device, self.toy = data, game, device, toy
         self.lower_is_better = LOWER_IS_BETTER[metric]
+        self.rng_devices = [device] if device.type == "cuda" else []
         if not toy:
-            self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
+            # Building the classifier draws its initial weights (even when trained ones are then loaded).
+            with torch.random.fork_rng(devices=self.rng_devices):
+                self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
             options = {"num_real": None, "seed": seed, "batch_size": batch_size, "progress": False, "cache_dir": cache}
             self.real = real_features(self.backbone, node, options, data.shape)
 
     def better(self, value: float, best: float | None) -> bool:
         return best is None or (value < best if self.lower_is_better else value > best)
 
-    @torch.no_grad()
     def __call__(self, nets: dict) -> float:
+        with torch.random.fork_rng(devices=self.rng_devices):
+            return self._measure(nets)
+
+    @torch.no_grad()
+    def _measure(self, nets: dict) -> float:
         modes = {name: net.training for name, net in nets.items()}
         for net in nets.values():
             net.eval()
