@@ -624,6 +624,7 @@ def check_values(cfg) -> None:
     from gan_cli.models.dcgan import check_side
 
     check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    check_optimizer(OmegaConf.to_container(cfg.optimizer, resolve=True))
     side = cfg.dataset.get("resolution")
     if cfg.dataset.name != "toy2d" and isinstance(side, int):
         for part in ("generator", "discriminator"):

@@ -235,3 +235,49 @@ def test_streamed_data_resumes_inside_an_epoch():
     b = source()
     b.load_state_dict(state)
     assert all(torch.equal(x, b.next()[0]) for x in after)
+
+
+# --- layers ----------------------------------------------------------------------------------------
+
+
+def imports_of_each_module() -> dict:
+    """{module: the gan_cli modules it imports, at the top or inside a function}."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "gan_cli"
+    graph = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gan_cli"):
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("gan_cli"))
+        graph[name] = found
+    return {m: {i for i in deps if i in graph and i != m} for m, deps in graph.items()}
+
+
+def test_entry_points_import_only_lower_layers_and_nothing_imports_in_a_circle():
+    graph = imports_of_each_module()
+    entry_points = {"gan_cli.train", "gan_cli.evaluate", "gan_cli.sample"}
+    for module, deps in graph.items():
+        assert not deps & entry_points, f"{module} imports {deps & entry_points}"
+
+    # Depth-first search for a cycle; a package importing its own submodules (gan_cli -> gan_cli.x) is
+    # not one, since gan_cli/__init__.py imports nothing.
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            assert state.get(dep) != "open", " -> ".join(path + [dep])
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
