@@ -71,7 +71,7 @@ def folder_batches(files, resolution, channels, batch_size):
 
 def evaluate(options: dict) -> dict:
     device = runtime.pick_device(options["device"])
-    torch.manual_seed(options["seed"])
+    runtime.seed_everything(options["seed"])
     result = {"gan_cli_version": gan_cli.__version__, "metrics": {}, "protocol": {"seed": options["seed"]}}
     protocol = result["protocol"]
 

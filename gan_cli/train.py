@@ -311,13 +311,9 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
         writer = SummaryWriter(str(run_dir), purge_step=step + 1 if step else None)
         if not step:
             writer.add_text("config", "```\n" + OmegaConf.to_yaml(c) + "\n```")
-    log.info(
-        "training %s G + %s D (%s loss%s) on %s, %d steps on %s%s%s -> %s",
-        c["generator"]["name"], c["discriminator"]["name"], c["loss"]["name"],
-        "" if c["conditioning"]["name"] == "none" else f", {c['conditioning']['name']} conditioning", data.name,
-        t["steps"], device, f" x {world} processes" if world > 1 else "",
-        "" if precision.name == "32" else f" in {precision.name}", shown(run_dir),
-    )
+    log.info("training %s on %s, %d steps on %s%s%s -> %s", game.describe(), data.name, t["steps"], device,
+             f" x {world} processes" if world > 1 else "", "" if precision.name == "32" else f" in {precision.name}",
+             shown(run_dir))
 
     guard = NonFiniteGuard(device)
     start_step, saved_step = step, step if resume_state is not None else None

@@ -26,6 +26,7 @@ class Adversarial(Game):
                  batch_size: int, n_critic: int = 1, num_classes: int | None = None):
         super().__init__()
         self.data, self.device, self.batch_size, self.n_critic = data, device, batch_size, n_critic
+        self.names = {"generator": generator["name"], "discriminator": discriminator["name"], "loss": loss["name"]}
         # What G and D get besides z and x (a label, InfoGAN's codes, or nothing), and how they take it.
         self.cond = registry.build("conditioning", conditioning)
         self.cond.setup(data.num_classes if num_classes is None else num_classes, data.name)
@@ -35,6 +36,10 @@ class Adversarial(Game):
         self.objective = registry.build("loss", loss)
         self.reuse_fakes = n_critic == 1
         self._fakes = None  # (fake, condition) of the last D update, for G's update when reused
+
+    def describe(self):
+        conditioning = "" if self.cond.name == "none" else f", {self.cond.name} conditioning"
+        return f"{self.names['generator']} G + {self.names['discriminator']} D ({self.names['loss']} loss{conditioning})"
 
     @property
     def z_dim(self) -> int:

@@ -61,6 +61,10 @@ class Game:
     def __init__(self):
         self.nets: dict[str, nn.Module] = {}
 
+    def describe(self) -> str:
+        """The game in a few words, for the log's first line."""
+        return self.name
+
     # --- what is trained, by whom ---------------------------------------------------------------
 
     def optimizers(self) -> dict[str, tuple[str, ...]]:
