@@ -658,10 +658,10 @@ def fail(prog: str, error: Exception, code: int = 2) -> None:
 def fail_before_launch(prog: str, error: Exception) -> None:
     """A bad command line, found the same way by every process. Under torchrun rank 0 says it, and the
     other processes wait for torchrun to end them when rank 0 exits: a process that exited first would
-    have torchrun end rank 0, perhaps before it could say anything."""
+    have torchrun end rank 0, perhaps before it could say anything. A process whose error rank 0 did not
+    share (a folder it cannot write on another machine) says its own after the wait."""
     if distributed.launched() and int(os.environ.get("RANK", "0")) != 0:
-        time.sleep(600)
-        sys.exit(2)
+        time.sleep(120)
     fail(prog, error)
 
 
