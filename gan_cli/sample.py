@@ -10,9 +10,10 @@
     gan-sample ckpt=<conditional run> classes=[0,1,2]   one row per class, the same z down each column
     gan-sample ckpt=<infogan run> mode=traverse code=0  one continuous code varied, the others fixed
 
-Options and their defaults: conf/sample.yaml. Image i draws its z from its own seed (seed + i, or
-the i-th of `seeds`) on the CPU, so a seed gives the same z on any machine and the same image on the
-same device. toy2d checkpoints give a scatter plot over the mixture's modes and the points as .npy.
+Options and their defaults: conf/sample.yaml. Image i draws its z (and InfoGAN's continuous codes,
+after z) from the random stream of its own seed (seed + i, or the i-th of `seeds`) on the CPU, so a
+seed gives the same z at any batch size on any machine and the same image on the same device; gan-eval
+scores the images of seeds seed, seed + 1, ... (see gan_cli.latents). toy2d checkpoints give a scatter plot over the mixture's modes and the points as .npy.
 """
 
 import logging
@@ -26,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gan_cli import UserError, build, plots, runtime
+from gan_cli.latents import draw
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -57,27 +59,13 @@ def parse_seeds(value) -> list[int]:
     return seeds
 
 
-def truncate(z: torch.Tensor, psi, mode: str, generator: torch.Generator) -> torch.Tensor:
-    """The truncation trick: `resample` redraws entries beyond +-psi until none are left (BigGAN);
-    `shrink` scales z by psi towards the mean of the prior, 0."""
-    if psi is None:
-        return z
-    if mode == "shrink":
-        return z * psi
-    z = z.clone()
-    while (outside := z.abs() > psi).any():
-        z[outside] = torch.randn(int(outside.sum()), generator=generator)
-    return z
-
-
 def latent(seed: int, z_dim: int, psi=None, mode="resample") -> torch.Tensor:
-    """The z of one seed, drawn on the CPU."""
-    g = torch.Generator().manual_seed(int(seed))
-    return truncate(torch.randn(z_dim, generator=g), psi, mode, g)
+    """The z of one seed (gan_cli.latents: its own stream, on the CPU)."""
+    return draw([seed], z_dim, psi=psi, mode=mode)[0][0]
 
 
 def latents(seeds, z_dim, options) -> torch.Tensor:
-    return torch.stack([latent(s, z_dim, options["truncation"], options["truncation_mode"]) for s in seeds])
+    return draw(seeds, z_dim, psi=options["truncation"], mode=options["truncation_mode"])[0]
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -135,19 +123,10 @@ def chosen_classes(options: dict, cond) -> list[int] | None:
     return list(classes)
 
 
-def condition(cond, labels: list[int] | None, n: int, seeds) -> torch.Tensor | None:
-    """What G takes beside n z: the labels (class-conditional), InfoGAN's codes (categorical = the label,
-    continuous codes drawn per seed from their prior), or None."""
-    from gan_cli.conditioning import InfoGAN
-
-    if isinstance(cond, InfoGAN):
-        categories = torch.tensor(labels if labels is not None else [0] * n)
-        continuous = torch.stack([torch.rand(cond.continuous, generator=torch.Generator().manual_seed(int(s) + 1))
-                                  for s in seeds]) * 2 - 1
-        return cond.codes(categories, continuous)
-    if labels is None:
-        return None
-    return torch.tensor(labels)
+def condition(cond, labels: list[int] | None, seeds, z_dim: int, options: dict) -> torch.Tensor | None:
+    """What G takes beside the z of these seeds: the labels (class-conditional), InfoGAN's codes (the
+    categorical code = the label, continuous codes from each seed's stream after its z), or None."""
+    return draw(seeds, z_dim, cond, labels, options["truncation"], options["truncation_mode"])[1]
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
@@ -215,7 +194,7 @@ def sample(options: dict) -> list[Path]:
         z = latents(seeds[:options["nrow"]], G.z_dim, options)
         labels = [k for k in classes for _ in range(len(z))]
         column_seeds = [s for _ in classes for s in seeds[:options["nrow"]]]
-        out = generate(G, z.repeat(len(classes), 1), bs, device, condition(cond, labels, len(labels), column_seeds))
+        out = generate(G, z.repeat(len(classes), 1), bs, device, condition(cond, labels, column_seeds, G.z_dim, options))
         target = default_out(run_dir, options, f"grid-{tag}", ".png")
         grid = plots.image_grid(out, nrow=len(z))
         plots.save_png(plots.label_rows(grid, [str(k) for k in classes]), target)
@@ -228,7 +207,7 @@ def sample(options: dict) -> list[Path]:
         return [classes[(start + i) % len(classes)] for i in range(len(chunk_seeds))]
 
     if mode == "grid":
-        out = generate(G, latents(seeds, G.z_dim, options), bs, device, condition(cond, labels_for(seeds), len(seeds), seeds))
+        out = generate(G, latents(seeds, G.z_dim, options), bs, device, condition(cond, labels_for(seeds), seeds, G.z_dim, options))
         target = default_out(run_dir, options, f"grid-{tag}", ".png")
         if toy:
             from gan_cli.metrics import toy2d as toy2d_metrics
@@ -251,7 +230,7 @@ def sample(options: dict) -> list[Path]:
         with tqdm(total=len(seeds), desc="writing images", unit="img", disable=None if options["progress"] else True) as bar:
             for start in range(0, len(seeds), bs):
                 chunk = seeds[start:start + bs]  # memory bounded by the batch
-                c = condition(cond, labels_for(chunk, start), len(chunk), chunk)
+                c = condition(cond, labels_for(chunk, start), chunk, G.z_dim, options)
                 for seed, image in zip(chunk, generate(G, latents(chunk, G.z_dim, options), bs, device, c)):
                     Image.fromarray(to_uint8_hwc(image)).save(folder / f"seed{seed:0{digits}d}.png")
                 bar.update(len(chunk))
@@ -269,7 +248,8 @@ def sample(options: dict) -> list[Path]:
                 latent(ends[i + 1], G.z_dim, options["truncation"], options["truncation_mode"])
             # The class (and InfoGAN's codes: those of the first end) stay fixed along a row.
             row_label = labels_for([0], i // 2)
-            c = condition(cond, None if row_label is None else row_label * len(t), len(t), [ends[i]] * len(t))
+            c = condition(cond, None if row_label is None else row_label * len(t), [ends[i]] * len(t), G.z_dim,
+                          options)
             rows.append(generate(G, path_fn(z0, z1, t), bs, device, c))
         frames = torch.stack(rows)  # pairs x steps x C x H x W
         stem = f"interpolate-{options['method']}-seeds{ends[0]}-{ends[-1]}"
@@ -296,10 +276,10 @@ def sample(options: dict) -> list[Path]:
     for g in groups:
         z = latents(g, G.z_dim, options)
         means.append(z.mean(0))
-        c = condition(cond, None if one is None else one * (len(g) + 1), len(g) + 1, g + [g[0]])
+        c = condition(cond, None if one is None else one * (len(g) + 1), g + [g[0]], G.z_dim, options)
         images = generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device, c)
         tiles += list(images[:-1]) + [blank] * (width - 1 - len(g)) + [images[-1]]
-    c = condition(cond, one, 1, groups[0][:1])
+    c = condition(cond, one, groups[0][:1], G.z_dim, options)
     result = generate(G, (means[0] - means[1] + means[2])[None], bs, device, c)[0]
     tiles += [blank] * (width - 1) + [result]
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")

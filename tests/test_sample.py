@@ -10,7 +10,9 @@ from PIL import Image
 
 from gan_cli import UserError
 from gan_cli.options import parse
-from gan_cli.sample import latent, lerp, parse_seeds, sample, slerp, truncate
+from gan_cli import build, latents
+from gan_cli.latents import truncate
+from gan_cli.sample import latent, lerp, parse_seeds, sample, slerp
 from gan_cli.train import train
 from tests.conftest import BIN, tiny_config
 
@@ -45,6 +47,36 @@ def test_the_same_seed_gives_the_same_bytes(run, tmp_path):
     (folder,) = go(f"ckpt={run}", "mode=images", "n=8", f"out={tmp_path / 'many'}", "batch_size=3")
     (single,) = go(f"ckpt={run}", "mode=images", "seeds=[5]", f"out={tmp_path / 'one'}")
     assert (folder / "seed00005.png").read_bytes() == (single / "seed00005.png").read_bytes()
+
+
+def test_evaluation_samples_do_not_depend_on_the_batch_size_and_are_gan_samples_images(run, tmp_path):
+    loaded = build.load(str(run), True, torch.device("cpu"))
+    whole, *_ = loaded.game.generate(loaded.nets, 12, 3, torch.device("cpu"), 12)
+    for batch_size in (1, 5):
+        parts = torch.cat(list(loaded.game.generate(loaded.nets, 12, 3, torch.device("cpu"), batch_size)))
+        assert torch.equal(parts, whole)
+    # Sample i of gan-eval's seed 3 is gan-sample's image of seed 3 + i.
+    (folder,) = go(f"ckpt={run}", "mode=images", "seeds=3-14", "batch_size=4", f"out={tmp_path / 'fakes'}")
+    pixels = ((whole + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
+    for i in range(12):
+        assert np.array_equal(np.asarray(Image.open(folder / f"seed{3 + i:05d}.png")), pixels[i])
+
+
+def test_infogan_codes_come_from_the_images_own_stream():
+    from gan_cli.conditioning import InfoGAN
+
+    cond = InfoGAN(categorical=0, continuous=2)
+    seeds = range(2000)
+    z, codes = latents.draw(seeds, 8, cond)
+    # Image s's codes are independent of image s + 1's z (drawn from seed s + 1 they were 0.87 correlated).
+    assert abs(np.corrcoef(codes[:-1, 0].numpy(), z[1:, 0].numpy())[0, 1]) < 0.1
+    assert abs(np.corrcoef(codes[:, 0].numpy(), z[:, 0].numpy())[0, 1]) < 0.1
+    assert codes.min() >= -1 and codes.max() <= 1 and codes.abs().mean() > 0.4
+    # A seed's codes do not depend on the seeds drawn beside it, truncated or not.
+    for psi in (None, 0.5):
+        z5, c5 = latents.draw([5], 8, cond, psi=psi)
+        zs, cs = latents.draw([4, 5, 6], 8, cond, psi=psi)
+        assert torch.equal(z5[0], zs[1]) and torch.equal(c5[0], cs[1])
 
 
 def test_images_mode_writes_one_png_per_sample(run, tmp_path):

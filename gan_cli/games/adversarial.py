@@ -12,7 +12,7 @@ InfoGAN. Players:
 
 import torch
 
-from gan_cli import losses, plots, registry
+from gan_cli import latents, losses, plots, registry
 from gan_cli.games.base import Game, Player, standing_statistics
 from gan_cli.metrics import toy2d as toy2d_metrics
 
@@ -161,18 +161,20 @@ class Adversarial(Game):
         return torch.arange(n) % self.cond.num_classes if self.cond.num_classes else None
 
     def generate(self, nets, n, seed, device, batch_size, use_ema=True):
-        """G's samples for z drawn on the CPU from `seed` (the same z on any device). A class-conditional
-        G draws the classes of sample_labels; InfoGAN's G draws its codes from their prior after z."""
+        """G's samples of the seeds seed, seed + 1, ..., seed + n - 1: sample i draws its z (and InfoGAN's
+        continuous codes) from the stream of its own seed (gan_cli.latents), so it is the same image at any
+        batch size, and the one gan-sample draws for that seed. A class-conditional G draws the classes of
+        sample_labels; InfoGAN's categorical code runs through its values the same way."""
         G = nets[self.sampling_net(nets, use_ema)]
-        g = torch.Generator().manual_seed(seed)
-        labels = self.sample_labels(n)
+        categories = getattr(self.cond, "categorical", 0)
+        labels = self.sample_labels(n) if self.cond.num_classes else \
+            (torch.arange(n) % categories if categories else None)
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
-            z = torch.randn(count, self.z_dim, generator=g).to(device)
-            c = labels[start:start + count].to(device) if labels is not None else \
-                self.cond.sample(count, None, device, g)
+            z, c = latents.draw(range(seed + start, seed + start + count), self.z_dim, self.cond,
+                                None if labels is None else labels[start:start + count])
             with torch.no_grad():
-                yield G(z) if c is None else G(z, c)
+                yield G(z.to(device)) if c is None else G(z.to(device), c.to(device))
 
     def refresh_statistics(self, name, net, device):
         """G_ema's batch-norm statistics, recomputed over 16 batches of 64 z (and conditions) drawn from a
