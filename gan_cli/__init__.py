@@ -9,3 +9,9 @@ class UserError(Exception):
     The entry points print its message as one line, with no traceback, and exit with status 2.
     The message names what is wrong and how to fix it.
     """
+
+
+class DataMissing(UserError):
+    """The files of a data set, or of one of its splits, are not on disk at all (as opposed to present but
+    damaged, which is a plain UserError): the one case where a fallback, such as holding out part of the
+    train split when there is no test split, is the right answer."""

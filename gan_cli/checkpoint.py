@@ -104,11 +104,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load(path) -> dict:
-    """Load a checkpoint safely (tensors and plain data only) onto the CPU; one-line errors for bad files."""
-    path = find(path)
+def read_tensors(path, what: str = "checkpoint"):
+    """torch.load(path, weights_only=True) onto the CPU: tensors and plain data only, so reading can never
+    import or run code. One-line errors: "refusing to load" for a file that names code to run (or objects
+    to build), "cannot read" for a damaged one."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch says "unsupported GLOBAL <name>" when the pickle names a function or class to import:
         # that is a file built to run code (or to hold objects), refused. Anything else is damage.
@@ -117,9 +118,15 @@ def load(path) -> dict:
             raise UserError(
                 f"refusing to load {path}: it holds more than tensors and plain data ({' '.join(found.group(1).split())})"
             ) from None
-        raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint") from None
+        raise UserError(f"cannot read {what} {path}: the file is truncated or not a {what}") from None
     except Exception as e:  # a damaged file fails in many ways (EOFError, BadZipFile, KeyError, ...)
-        raise UserError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint ({type(e).__name__})") from None
+        raise UserError(f"cannot read {what} {path}: the file is truncated or not a {what} ({type(e).__name__})") from None
+
+
+def load(path) -> dict:
+    """Load a checkpoint safely (tensors and plain data only) onto the CPU; one-line errors for bad files."""
+    path = find(path)
+    state = read_tensors(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") not in (FORMAT, V1):
         raise UserError(f"{path} is not a gan-cli checkpoint")
     return upgrade(state)

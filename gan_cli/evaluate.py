@@ -24,7 +24,7 @@ from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone
 from gan_cli.metrics.protocol import (build_data, dataset_node, equal_sizes, extract, labelled_split,  # noqa: F401
-                                      real_features, to_uint8)
+                                      real_features, seeded_order, to_uint8)
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -53,7 +53,25 @@ def parse_args(args) -> dict:
     positive_int(options, "num_samples", "batch_size", "is_splits", "kid_subsets", "kid_subset_size", "pr_k")
     if options["num_real"] is not None and (not isinstance(options["num_real"], int) or options["num_real"] < 2):
         raise UserError(f"num_real must be an integer >= 2 or null, got {options['num_real']!r}")
+    if options["resolution"] is not None and (not isinstance(options["resolution"], int)
+                                              or isinstance(options["resolution"], bool) or options["resolution"] < 4):
+        raise UserError(f"resolution must be an integer of at least 4 or null, got {options['resolution']!r}")
+    if "kid" in metrics and options["kid_subset_size"] < 2:
+        raise UserError(f"kid_subset_size must be at least 2, got {options['kid_subset_size']}")
     return options
+
+
+def check_count(options: dict, count: int, what: str, real: bool = False) -> None:
+    """One line when `count` features on a side are too few for a metric asked for (IS and the
+    class metrics look at the fake side only)."""
+    for metric in options["metrics"]:
+        if real and metric in ("is", "accuracy", "intra_fid"):
+            continue
+        need = scores.minimum_samples(metric, options["is_splits"], options["pr_k"])
+        if count < need:
+            why = {"is": f" (two per split, is_splits={options['is_splits']})",
+                   "pr": f" (pr_k={options['pr_k']} neighbours and the point itself)"}.get(metric, "")
+            raise UserError(f"metrics=[{metric}] needs at least {need} images{why}; {what} is {count}")
 
 
 # --- reading images ------------------------------------------------------------------------------
@@ -64,6 +82,29 @@ def folder_batches(files, resolution, channels, batch_size):
 
     for start in range(0, len(files), batch_size):
         yield torch.stack([load_image(f, resolution, channels) for f in files[start:start + batch_size]])
+
+
+def own_size(files, where) -> int:
+    """The side the fake images are scored at when resolution= is not given: their own (the shorter side,
+    where they are not square); one line when they come in several sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def size(path):
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except (OSError, ValueError) as e:
+            raise UserError(f"fake={where}: cannot read image {path} ({e})") from None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sizes = sorted(set(pool.map(size, files, chunksize=64)))
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for w, h in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
+        raise UserError(f"fake={where}: the images come in {len(sizes)} sizes ({shown}); set resolution=<side> "
+                        "to score them all at one size")
+    return min(sizes[0])
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -80,7 +121,9 @@ def evaluate(options: dict) -> dict:
     if options["ckpt"]:
         loaded = build.load(options["ckpt"], options["use_ema"], device)
         game, data, config, state, path = loaded.game, loaded.data, loaded.config, loaded.state, loaded.path
-        protocol.update({"fake": f"{loaded.which} of {path} (step {state['step']})",
+        protocol.update({"fake": f"{loaded.which} of {path} (step {state['step']}): sample i from z (and codes) "
+                                 "drawn from the random stream of seed + i, the same at any batch size "
+                                 "(gan-sample seed=<seed> draws the same images)",
                          "num_fake": options["num_samples"]})
         result["checkpoint"], result["step"] = str(path), state["step"]
 
@@ -94,7 +137,11 @@ def evaluate(options: dict) -> dict:
             protocol.update({"metric": "PacGAN protocol: nearest mode, high quality within 3 sigma",
                              "data": data.name, "modes_total": len(data.centres)})
             return result
+        check_count(options, options["num_samples"], "num_samples")
         shape = data.shape
+        if options["resolution"] is not None and (len(shape) != 3 or options["resolution"] != shape[1]):
+            raise UserError(f"resolution={options['resolution']}: a checkpoint's images are scored at G's size "
+                            f"({'x'.join(map(str, shape[1:])) or 'points'}); resolution= sets the size of fake= images")
         if class_metrics and game.sample_labels(1) is None:
             raise UserError(f"metrics {', '.join(class_metrics)} need a class-conditional checkpoint "
                             f"(conditioning cgan, acgan or projection); this one is {game.cond.name}")
@@ -109,23 +156,33 @@ def evaluate(options: dict) -> dict:
         if options["real_split"] is not None:
             node["split"] = options["real_split"]
     else:
-        from gan_cli.data.folder import scan, _channels_of
+        from gan_cli.data.folder import scan
 
         if class_metrics:
             raise UserError(f"metrics {', '.join(class_metrics)} need ckpt= (a class-conditional G), not fake=")
-        files = scan(Path(str(options["fake"])).expanduser())[0][: options["num_samples"]]
         if not options["real"]:
             raise UserError("fake= needs real=<folder or data set name> to compare with")
-        node = dataset_node(options["real"], options["real_root"])
+        every = scan(Path(str(options["fake"])).expanduser())[0]
+        # A seeded random subset, as on the real side: in sorted order, class subfolders come one after another.
+        files = [every[i] for i in sorted(seeded_order(len(every), options["num_samples"], options["seed"]).tolist())]
+        check_count(options, len(files), f"the number of images in {options['fake']}")
+        resolution, how = options["resolution"], "resolution="
+        if resolution is None:
+            resolution, how = own_size(files, options["fake"]), "the fake images' own size"
+        node = dataset_node(options["real"], options["real_root"], resolution)
         if options["real_split"] is not None:
             node["split"] = options["real_split"]
         real_probe = build_data(node)
         shape = real_probe.shape
-        channels = shape[0] if len(shape) == 3 else _channels_of(files[0])
+        if len(shape) != 3:
+            raise UserError(f"real={options['real']} holds points, not images; fake= compares folders of images")
+        channels = shape[0]
         fake = folder_batches(files, shape[1], channels, options["batch_size"])
         num_fake = len(files)
-        protocol.update({"fake": f"{len(files)} images of {options['fake']}, resized (shorter side, bicubic) and "
-                                 f"centre-cropped to {shape[1]}x{shape[2]}", "num_fake": num_fake})
+        subset = "all" if len(files) == len(every) else f"a random subset (seeded by seed) of {len(files)} of the {len(every)}"
+        protocol.update({"fake": f"{subset} images of {options['fake']}, resized (shorter side, bicubic) and "
+                                 f"centre-cropped to {shape[1]}x{shape[2]} ({how})", "num_fake": num_fake,
+                         "resolution": f"{shape[1]}x{shape[2]}, {how}"})
 
     if class_metrics and options["backbone"] != "classifier":
         raise UserError(f"metrics {', '.join(class_metrics)} need backbone=classifier (it knows the data set's classes)")
@@ -137,6 +194,7 @@ def evaluate(options: dict) -> dict:
     protocol.update(backbone.protocol)
 
     real = real_features(backbone, node, options, shape)
+    check_count(options, int(real["count"]), f"the number of real images ({real['name']})", real=True)
     protocol.update({"real": f"{real['name']} ({json.dumps(node, sort_keys=True)})", "num_real": int(real["count"]),
                      "image_shape": list(shape)})
     fake_f, fake_p = extract(backbone, fake, num_fake, "fake images", options["progress"])

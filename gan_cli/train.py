@@ -31,6 +31,7 @@ from gan_cli import UserError, build, checkpoint, distributed, plots, runtime
 from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
+from gan_cli.metrics.scores import minimum_samples
 from gan_cli.runtime import shown
 from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
 
@@ -54,6 +55,10 @@ def check_trainer(t: dict) -> None:
         raise UserError(f"trainer.g_ema must be in [0, 1) (0 = off, 0.999 is typical), got {t['g_ema']!r}")
     if t["eval_metric"] not in EVAL_METRICS:
         raise UserError(f"unknown trainer.eval_metric '{t['eval_metric']}'; choose one of: {', '.join(EVAL_METRICS)}")
+    need = minimum_samples(t["eval_metric"])  # the evaluator's IS takes 10 splits, precision/recall k = 3
+    if t["eval_every"] and t["eval_samples"] < need:
+        raise UserError(f"trainer.eval_metric={t['eval_metric']} needs trainer.eval_samples >= {need}, "
+                        f"got {t['eval_samples']}")
     if str(t["precision"]) not in runtime.PRECISIONS:
         raise UserError(f"unknown trainer.precision '{t['precision']}'; choose 32, bf16 or 16")
     for key in ("compile", "progress"):

@@ -78,6 +78,42 @@ def test_flat_folder_is_unlabelled_and_rgb_is_detected(tmp_path):
     assert folder(tmp_path, resolution=16, channels=1, batch_size=3, **CPU).shape == (1, 16, 16)
 
 
+def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
+    from PIL import Image
+
+    from gan_cli.data.folder import load_image
+
+    levels = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16).repeat(4, axis=0)
+    Image.fromarray(levels).save(tmp_path / "deep.png")  # a 16-bit grayscale PNG
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    Image.fromarray((levels / 65535.0).astype(np.float32), "F").save(tmp_path / "unit.tif")
+    for name in ("deep.png", "unit.tif"):
+        for channels in (1, 3):
+            image = load_image(tmp_path / name, 4, channels)
+            assert image.shape == (channels, 4, 4)
+            assert image[0, 0].tolist() == [0, 64, 128, 255], name  # convert("L") gave 0, 255, 255, 255
+
+
+def test_a_folder_is_colour_when_any_image_is_whatever_sorts_first(tmp_path, caplog):
+    from PIL import Image
+
+    write_images(tmp_path / "mixed", {"": 6}, mode="RGB")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "mixed" / "000-gray-first.png")
+    with caplog.at_level("INFO", logger="gan_cli.data"):
+        data = folder(tmp_path / "mixed", resolution=16, batch_size=4, **CPU)
+    assert data.shape == (3, 16, 16)
+    assert "7 images (6 colour, 1 grayscale: read as colour)" in caplog.text
+    # Palette images: a palette of grays is grayscale, a palette with a colour is colour.
+    gray = Image.fromarray(np.arange(400, dtype=np.uint8).reshape(20, 20) % 8, "P")
+    gray.putpalette([v for i in range(8) for v in (i * 30,) * 3])
+    write_images(tmp_path / "palette", {"": 3})
+    gray.save(tmp_path / "palette" / "p.png")
+    assert folder(tmp_path / "palette", resolution=16, batch_size=4, **CPU).shape == (1, 16, 16)
+    gray.putpalette([v for i in range(8) for v in (i * 30, 0, 255 - i * 30)])
+    gray.save(tmp_path / "palette" / "p.png")
+    assert folder(tmp_path / "palette", resolution=16, batch_size=4, **CPU).shape == (3, 16, 16)
+
+
 def test_folder_streams_from_disk_when_asked(tmp_path):
     write_images(tmp_path, {"a": 4, "b": 4})
     data = folder(tmp_path, resolution=16, in_memory=False, batch_size=4, **CPU)

@@ -115,12 +115,14 @@ def test_bad_checkpoints_and_unlabelled_data_are_one_line(cache, tmp_path):
         ([f"ckpt={tmp_path / 'evil.pt'}"], "refusing to load"),
         ([f"ckpt={tmp_path / 'missing'}"], "no such checkpoint or run folder"),
         ([f"ckpt={tmp_path / 'junk.pt'}"], "truncated or not a checkpoint"),
-        ([f"fake={write_images(tmp_path / 'flat', {'': 12})}", f"real={tmp_path / 'flat'}"], "needs labelled data"),
+        ([f"fake={write_images(tmp_path / 'flat', {'': 12})}", f"real={tmp_path / 'flat'}", "metrics=[fid]"],
+         "needs labelled data"),
     ]:
         result = gan_eval(*args, cwd=tmp_path, cache=cache)
         assert result.returncode == 2
-        assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr
-        assert result.stderr.startswith("gan-eval: error: ")
+        # Log lines ("[hh:mm:ss] ...", e.g. what a folder holds) may come first; the error is one line.
+        lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]
+        assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gan-eval: error: "), result.stderr
     assert not (tmp_path / "pwned").exists()
 
 
@@ -243,3 +245,174 @@ def test_eval_every_logs_the_metric_and_keeps_the_best_checkpoint(cache, tmp_pat
     assert len(scalars(tmp_path / "toy", "eval/hq_percent")) == 2
     with pytest.raises(UserError, match="trainer.eval_metric=modes does not apply to digits"):
         train(tiny_config("trainer.eval_every=1", "trainer.eval_metric=modes"), tmp_path / "bad")
+
+
+def test_a_fake_folder_is_a_seeded_random_subset_not_its_first_classes(cache, tmp_path, monkeypatch):
+    import gan_cli.evaluate as ev
+
+    real = write_images(tmp_path / "real", {str(c): 6 for c in range(10)})
+    read, plain = [], ev.folder_batches
+
+    def recording(files, *args):
+        read.append(list(files))
+        return plain(files, *args)
+
+    monkeypatch.setattr(ev, "folder_batches", recording)
+    for seed in (0, 0, 1):
+        evaluate(options(f"fake={real}", f"real={real}", "metrics=[fid]", "num_samples=20", f"seed={seed}", cache=cache))
+    classes = {f.parent.name for f in read[0]}
+    assert len(read[0]) == 20 and len(classes) >= 7, classes  # in sorted order: classes 0-3 only
+    assert read[0] == read[1] and read[0] != read[2]  # the subset is the seed's
+
+
+def test_fake_images_are_scored_at_their_own_size_or_at_resolution(cache, tmp_path):
+    fake = write_images(tmp_path / "fake", {"": 12}, size=(24, 24))
+    real = write_images(tmp_path / "real", {"a": 12, "b": 12}, size=(40, 40), seed=1)
+    report = evaluate(options(f"fake={fake}", f"real={real}", "metrics=[fid]", cache=cache))
+    assert report["protocol"]["image_shape"] == [1, 24, 24]  # not the folder default, 32
+    assert "24x24, the fake images' own size" == report["protocol"]["resolution"]
+    report = evaluate(options(f"fake={fake}", f"real={real}", "metrics=[fid]", "resolution=16", cache=cache))
+    assert report["protocol"]["image_shape"] == [1, 16, 16]
+    write_images(tmp_path / "fake" / "more", {"": 2}, size=(30, 30))
+    with pytest.raises(UserError, match=r"come in 2 sizes \(24x24, 30x30\); set resolution="):
+        evaluate(options(f"fake={fake}", f"real={real}", "metrics=[fid]", cache=cache))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["metrics=[is]", "num_samples=5"], r"metrics=\[is\] needs at least 20 images \(two per split, is_splits=10\)"),
+    (["metrics=[pr]", "num_samples=3"], r"metrics=\[pr\] needs at least 4 images"),
+    (["metrics=[fid]", "num_samples=1"], r"metrics=\[fid\] needs at least 2 images; num_samples is 1"),
+    (["metrics=[kid]", "num_samples=1"], r"metrics=\[kid\] needs at least 2 images"),
+    (["metrics=[is]", "num_samples=6", "is_splits=3"], None),
+])
+def test_too_few_samples_for_a_metric_is_one_line(digits_run, cache, args, message):
+    if message is None:
+        assert evaluate(options(f"ckpt={digits_run}", *args, cache=cache))["metrics"]["is_mean"] >= 1
+        return
+    with pytest.raises(UserError, match=message):
+        evaluate(options(f"ckpt={digits_run}", *args, cache=cache))
+
+
+def test_too_few_fake_or_real_images_is_one_line(cache, tmp_path):
+    few = write_images(tmp_path / "few", {"a": 2, "b": 1})
+    many = write_images(tmp_path / "many", {"a": 10, "b": 10})
+    with pytest.raises(UserError, match=r"metrics=\[pr\] needs at least 4 images .*the number of images in .*few is 3"):
+        evaluate(options(f"fake={few}", f"real={many}", "metrics=[pr]", cache=cache))
+    with pytest.raises(UserError, match=r"metrics=\[pr\] needs at least 4 images .*; the number of real images .* is 3"):
+        evaluate(options(f"fake={many}", f"real={many}", "metrics=[pr]", "num_real=3", cache=cache))
+
+
+def test_trainer_eval_samples_must_fit_the_metric():
+    from gan_cli.train import check_trainer
+
+    trainer = dict(tiny_config()["trainer"], eval_every=10)
+    for metric, fewest in (("is", 20), ("precision", 4), ("fid", 2)):
+        with pytest.raises(UserError, match=f"trainer.eval_metric={metric} needs trainer.eval_samples >= {fewest}"):
+            check_trainer(dict(trainer, eval_metric=metric, eval_samples=fewest - 1))
+        check_trainer(dict(trainer, eval_metric=metric, eval_samples=fewest))
+
+
+def test_real_statistics_follow_the_folder_not_its_path(cache, tmp_path):
+    """With a backbone whose key does not depend on the data (Inception's), only the folder's content can
+    tell its cached statistics are stale."""
+    import shutil
+
+    from gan_cli.metrics.protocol import real_features
+
+    class Pixels:
+        key = "pixels"
+
+        def features(self, images):
+            x = images.double().flatten(1)[:, :6].numpy()
+            return x, np.full((len(x), 2), 0.5)
+
+    real = write_images(tmp_path / "real", {"a": 10, "b": 10})
+    node = {"name": "folder", "root": str(real), "resolution": 16, "channels": None}
+    opts = {"num_real": None, "seed": 0, "batch_size": 8, "progress": False, "cache_dir": str(cache)}
+    first = real_features(Pixels(), node, opts, (1, 16, 16))
+    again = real_features(Pixels(), node, opts, (1, 16, 16))
+    assert np.array_equal(again["mu"], first["mu"]) and again["count"] == 20
+    shutil.rmtree(real)
+    write_images(real, {"a": 15, "b": 15}, seed=7)
+    replaced = real_features(Pixels(), node, opts, (1, 16, 16))
+    assert replaced["count"] == 30 and not np.allclose(replaced["mu"], first["mu"])
+
+
+def test_a_one_class_data_set_cannot_train_the_classifier_backbone(cache, tmp_path):
+    one = write_images(tmp_path / "one", {"only": 20})
+    with pytest.raises(UserError, match="it has 1; give labelled data of two classes or more, or use backbone=inception"):
+        evaluate(options(f"fake={one}", f"real={one}", "metrics=[is]", cache=cache))
+
+
+def test_a_damaged_test_split_is_an_error_and_only_a_missing_one_falls_back(tmp_path, caplog):
+    from gan_cli.metrics.protocol import labelled_split
+    from tests.test_data import write_idx
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_idx(raw / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28)))
+    write_idx(raw / "train-labels-idx1-ubyte.gz", np.arange(40) % 4)
+    node = {"name": "mnist", "root": str(tmp_path), "split": "train", "resolution": 16}
+    with caplog.at_level("INFO", logger="gan_cli.metrics"):
+        *_, description = labelled_split(node)
+    assert "10% held out" in description and "has no test split on disk" in caplog.text
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10, 28, 28)))
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.* not found beside t10k-images"):
+        labelled_split(node)
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(10) % 4)
+    assert "test split held out" in labelled_split(node)[-1]
+    data = (raw / "t10k-images-idx3-ubyte.gz").read_bytes()
+    import gzip
+
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(gzip.decompress(data)[:-100]))
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz is truncated"):
+        labelled_split(node)
+
+
+# --- files that would run code -------------------------------------------------------------------
+
+
+def test_an_inception_weights_file_that_would_run_code_is_refused(tmp_path, monkeypatch, random_inception):
+    from tests.test_resilience import RunsACommand
+
+    marker = tmp_path / "pwned"
+    state = torch.load(random_inception, weights_only=True)
+    state["fc.bias"] = RunsACommand(marker)  # the right names, and one value that runs a command
+    evil = tmp_path / "evil-inception.pth"
+    torch.save(state, evil)
+    with pytest.raises(UserError, match="refusing to load .*evil-inception.pth: it holds more than tensors"):
+        backbones.InceptionBackbone(torch.device("cpu"), str(evil))
+    assert not marker.exists()
+    # The same file where torch hub keeps the downloaded weights.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub_copy = tmp_path / "torch" / "hub" / "checkpoints" / backbones.INCEPTION_FILE
+    hub_copy.parent.mkdir(parents=True)
+    hub_copy.write_bytes(evil.read_bytes())
+    with pytest.raises(UserError, match="refusing to load"):
+        backbones.InceptionBackbone(torch.device("cpu"))
+    assert not marker.exists()
+    # Tensors of other names are a one-line error too.
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="cannot load Inception weights from .*other.pth"):
+        backbones.InceptionBackbone(torch.device("cpu"), str(tmp_path / "other.pth"))
+
+
+def test_cache_files_that_would_run_code_are_rebuilt_not_run(cache, tmp_path, caplog):
+    from tests.test_resilience import RunsACommand
+
+    own = tmp_path / "cache"
+    real = write_images(tmp_path / "real", {"a": 12, "b": 12})
+    args = (f"fake={real}", f"real={real}", "metrics=[fid]")
+    first = evaluate(options(*args, cache=own))
+    files = sorted((own / "classifiers").glob("*.pt")) + sorted((own / "real_stats").glob("*.pt"))
+    assert len(files) == 2
+    marker = tmp_path / "pwned"
+    for path in files:
+        torch.save({"model": RunsACommand(marker), "protocol": RunsACommand(marker)}, path)
+    with caplog.at_level("WARNING"):
+        again = evaluate(options(*args, cache=own))
+    assert not marker.exists()
+    assert "refusing to load" in caplog.text and "training the classifier again" in caplog.text
+    assert "computing the real statistics again" in caplog.text
+    assert again["metrics"] == first["metrics"]

@@ -1,5 +1,6 @@
 """Any folder of images, with or without one subfolder per class."""
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from tqdm import tqdm
 from gan_cli import UserError
 from gan_cli.data import StreamBatches, TensorBatches
 from gan_cli.data.images import check_resolution
+
+log = logging.getLogger("gan_cli.data")
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -34,11 +37,30 @@ def scan(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     return files, None, []
 
 
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """Integer images of more than 8 bits ("I;16*", "I": a 16-bit range, 0..65535) and float images ("F":
+    0..1 where every value lies in [0, 1], else 0..255) scaled to 8-bit "L" (rounded, clipped); other modes
+    as they are. Pillow's own convert("L") clips instead, so 16-bit levels above 255 all became white."""
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        finite = array[np.isfinite(array)]
+        scale = 255.0 if finite.size and finite.min() >= 0 and finite.max() <= 1 else 1.0
+        array = np.nan_to_num(array * scale)
+    elif image.mode == "I" or image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+    else:
+        return image
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
+
+
 def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     """Decode one image as a uint8 C x R x R tensor: resized (shorter side) and centre-cropped."""
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = eight_bit(image).convert("L" if channels == 1 else "RGB")
             image = ImageOps.fit(image, (resolution, resolution), method=Image.BICUBIC)
             array = np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError) as e:
@@ -47,12 +69,28 @@ def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
-def _channels_of(path: Path) -> int:
+def is_colour(path: Path) -> bool:
+    """Whether an image holds colour, from its header: its mode, and for palette images their palette
+    (a palette of grays only is grayscale)."""
     try:
         with Image.open(path) as image:
-            return 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+            if image.mode in GRAY_MODES:
+                return False
+            if image.mode in ("P", "PA"):
+                palette = np.asarray(image.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+                return bool((palette != palette[:, :1]).any())
+            return True
     except (OSError, ValueError) as e:
         raise UserError(f"dataset folder: cannot read image {path} ({e})") from None
+
+
+def folder_channels(files, workers: int = 2) -> tuple[int, int]:
+    """(channels, how many images hold colour): 3 when any image holds colour, else 1. Every image's
+    header is read, so the order of the files decides nothing."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        flags = pool.map(is_colour, files, chunksize=64)
+        colour = sum(tqdm(flags, total=len(files), desc="reading image headers", leave=False, disable=None))
+    return (3 if colour else 1), colour
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -85,11 +123,16 @@ def folder(
     check_resolution(resolution)
     if in_memory not in ("auto", True, False):
         raise UserError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
+    if channels not in (None, 1, 3):
+        raise UserError(f"dataset.channels must be 1, 3 or null, got {channels!r}")
     files, labels, classes = scan(root)
     if channels is None:
-        channels = _channels_of(files[0])
-    if channels not in (1, 3):
-        raise UserError(f"dataset.channels must be 1, 3 or null, got {channels!r}")
+        channels, colour = folder_channels(files, num_workers)
+        how = f"{colour} colour, {len(files) - colour} grayscale: read as {'colour' if colour else 'grayscale'}"
+    else:
+        how = f"read as {'colour' if channels == 3 else 'grayscale'} (dataset.channels={channels})"
+    log.info("folder %s: %d images (%s) at %dx%d%s", root, len(files), how, resolution, resolution,
+             f", {len(classes)} classes" if classes else ", no classes")
     name = f"folder {root}"
     size_mb = len(files) * channels * resolution * resolution / 2**20
     if in_memory is True or (in_memory == "auto" and size_mb <= max_memory_mb):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_cli import UserError
+from gan_cli import DataMissing, UserError
 from gan_cli.data import StreamBatches, TensorBatches
 
 SPLITS = ("train", "test")
@@ -73,6 +73,14 @@ def _find_idx(raw_dirs, stem: str) -> Path | None:
     return None
 
 
+def idx_files(name, root, split) -> list[Path]:
+    """The IDX files of a split that are on disk (images, labels; either may be missing)."""
+    folder = _IDX_FOLDERS[name]
+    root = Path(root).expanduser()
+    stems = [f"{_IDX_PREFIX.get(split, split)}-images-idx3-ubyte", f"{_IDX_PREFIX.get(split, split)}-labels-idx1-ubyte"]
+    return [p for p in (_find_idx([root / folder / "raw", root], s) for s in stems) if p is not None]
+
+
 def _idx_dataset(name, root, split, resolution, download, batch_size, device, seed):
     if split not in SPLITS:
         raise UserError(f"unknown dataset.split '{split}' for {name}; choose one of: {', '.join(SPLITS)}")
@@ -96,10 +104,11 @@ def _idx_dataset(name, root, split, resolution, download, batch_size, device, se
         paths = [_find_idx(raw_dirs, s) for s in stems]
     if None in paths:
         missing = stems[paths.index(None)]
-        raise UserError(
-            f"dataset {name}: {missing}(.gz) not found in {root / folder / 'raw'}; "
-            f"set dataset.root=<folder holding {folder}/raw> or dataset.download=true"
-        )
+        message = (f"dataset {name}: {missing}(.gz) not found in {root / folder / 'raw'}; "
+                   f"set dataset.root=<folder holding {folder}/raw> or dataset.download=true")
+        if all(p is None for p in paths):
+            raise DataMissing(message)
+        raise UserError(message.replace(" not found in ", f" not found beside {paths[1 - stems.index(missing)].name} in "))
     images = torch.from_numpy(read_idx(paths[0]).copy()).unsqueeze(1)
     labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))
     if len(images) != len(labels):
@@ -120,14 +129,19 @@ def fashion_mnist(root="data", split="train", resolution=32, download=False, *, 
 # --- torchvision sets -----------------------------------------------------------------------
 
 
-def _open_torchvision(name, cls, root, download, **kwargs):
+def _open_torchvision(name, cls, root, download, folder, **kwargs):
+    """torchvision's data set `cls` under root; `folder` is the one its files unpack to (absent: DataMissing;
+    present but failing torchvision's checks: damaged, a plain UserError)."""
     root = Path(root).expanduser()
     try:
         return cls(str(root), download=download, **kwargs)
     except RuntimeError as e:
         if download:
             raise UserError(f"dataset {name}: {e} (under {root})") from None
-        raise UserError(
+        if (root / folder).exists():
+            raise UserError(f"dataset {name}: {root / folder} is there but incomplete or damaged "
+                            f"(torchvision: {str(e).splitlines()[0]}); download it again") from None
+        raise DataMissing(
             f"dataset {name}: not found under {root}; set dataset.root=<folder holding it> or dataset.download=true"
         ) from None
     except Exception as e:  # network errors during download come in many types
@@ -144,7 +158,8 @@ def cifar10(root="data", split="train", resolution=32, download=False, *, batch_
     if split not in SPLITS:
         raise UserError(f"unknown dataset.split '{split}' for cifar10; choose one of: {', '.join(SPLITS)}")
     check_resolution(resolution)
-    ds = _open_torchvision("cifar10", torchvision.datasets.CIFAR10, root, download, train=split == "train")
+    ds = _open_torchvision("cifar10", torchvision.datasets.CIFAR10, root, download, "cifar-10-batches-py",
+                           train=split == "train")
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # N x 32 x 32 x 3 -> N x 3 x 32 x 32
     labels = torch.tensor(ds.targets, dtype=torch.long)
     return TensorBatches(resize_uint8(images, resolution), labels, batch_size, device, seed, "cifar10")
@@ -177,6 +192,7 @@ def celeba(root="data", split="train", resolution=64, download=False, *, batch_s
     if split not in celeba_splits:
         raise UserError(f"unknown dataset.split '{split}' for celeba; choose one of: {', '.join(celeba_splits)}")
     check_resolution(resolution)
-    base = _open_torchvision("celeba", torchvision.datasets.CelebA, root, download, split=split, target_type=[])
+    base = _open_torchvision("celeba", torchvision.datasets.CelebA, root, download, "celeba", split=split,
+                             target_type=[])
     dataset = _CelebA(base, resolution)
     return StreamBatches(dataset, (3, resolution, resolution), 0, batch_size, device, seed, num_workers, "celeba")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from gan_cli import UserError
+from gan_cli import UserError, checkpoint
 
 log = logging.getLogger("gan_cli.metrics")
 
@@ -44,12 +44,40 @@ def cache_dir(path=None) -> Path:
 # --- Inception ----------------------------------------------------------------------------------
 
 
+def inception_network(path: Path):
+    """torch-fidelity's Inception-v3 with the weights in `path`, read as tensors only.
+
+    torch-fidelity reads its weights file with torch.load(weights_only=False), which runs whatever code a
+    pickle names, and the file's digest is published nowhere but in eight hex digits of its name. So the
+    file is read here with weights_only=True (a file that names code is refused in one line, before
+    anything of it runs), and the network is built with those tensors: torch-fidelity's own read is handed
+    the checked dictionary and never opens the file. Its load_state_dict is strict: names and shapes
+    must be the network's."""
+    import torch_fidelity.feature_extractor_inceptionv3 as port
+
+    state = checkpoint.read_tensors(path, "Inception weights file")
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"{path} is not a file of Inception weights (a dictionary of tensors)")
+
+    def checked(*args, **kwargs):
+        return state
+
+    original = port.torch.load
+    port.torch.load = checked
+    try:
+        return port.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                                feature_extractor_weights_path=str(path))
+    except Exception as e:  # other names or shapes
+        raise UserError(f"cannot load Inception weights from {path}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
+    finally:
+        port.torch.load = original
+
+
 class InceptionBackbone:
     name = "inception"
 
     def __init__(self, device, weights=None):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
         if weights:
             path = Path(weights).expanduser()
             if not path.is_file():
@@ -65,21 +93,19 @@ class InceptionBackbone:
                         f"cannot download the FID Inception weights ({type(e).__name__}): fetch {INCEPTION_URL} "
                         f"to {path}, or pass inception_weights=<file>"
                     ) from None
-        try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                                   feature_extractor_weights_path=str(path))
-        except Exception as e:
-            raise UserError(f"cannot load Inception weights from {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.net = inception_network(path)
         self.net.eval().requires_grad_(False).to(device)
         self.device = device
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.sha256 = digest
         self.protocol = {
             "backbone": "inception",
-            "weights": f"{INCEPTION_FILE} (sha256 {digest}), torch-fidelity's port of the TF FID Inception-v3",
+            "weights": f"{path.name} (sha256 {digest}), torch-fidelity's port of the TF FID Inception-v3, read as "
+                       "tensors only",
             "features": "2048-d pool3; IS from the softmax of the 1008 unbiased logits",
             "resize": "uint8 input, resized to 299x299 inside the network (bilinear, as the TF graph)",
         }
-        self.key = f"inception-{digest}"
+        self.key = f"inception-{digest[:16]}"
 
     @torch.no_grad()
     def features(self, images: torch.Tensor):
@@ -126,9 +152,10 @@ def classifier_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A digest of every image and label (a classifier trained on other data is never reused)."""
     h = hashlib.sha256()
     h.update(str(tuple(images.shape)).encode())
-    h.update(images[:: max(1, len(images) // 512)].contiguous().cpu().numpy().tobytes())
+    h.update(images.contiguous().cpu().numpy().tobytes())
     h.update(labels.cpu().numpy().astype(np.int64).tobytes())
     return h.hexdigest()[:16]
 
@@ -192,17 +219,24 @@ class ClassifierBackbone:
         path = cache_dir(cache) / "classifiers" / f"{key}.pt"
         classes = int(max(train_y.max(), test_y.max())) + 1
         self.net = SmallCNN(train_x.shape[1], classes)
+        state = None
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.net.load_state_dict(state["model"])
-            accuracy = state["accuracy"]
-            log.info("classifier backbone from the cache (%s): test accuracy %.2f%%", path, 100 * accuracy)
-        else:
+            try:
+                state = checkpoint.read_tensors(path, "classifier cache")
+                self.net.load_state_dict(state["model"])
+                accuracy = float(state["accuracy"])
+                log.info("classifier backbone from the cache (%s): test accuracy %.2f%%", path, 100 * accuracy)
+            except UserError as e:  # a damaged (or doctored) cache file is retrained, never run
+                log.warning("%s; training the classifier again", e)
+                state = None
+            except (TypeError, KeyError, ValueError, RuntimeError) as e:
+                log.warning("the classifier cache %s does not fit (%s); training the classifier again", path,
+                            type(e).__name__)
+                state = None
+        if state is None:
             log.info("training the classifier backbone on %s (%d images; cached after)", description, len(train_x))
             net, accuracy = train_classifier(train_x, train_y, test_x, test_y, device, progress=progress)
             self.net = net.cpu()
-            from gan_cli import checkpoint
-
             checkpoint.save({"model": self.net.state_dict(), "accuracy": accuracy, "data": description}, path)
             log.info("classifier backbone trained: test accuracy %.2f%% on %d held-out images -> %s",
                      100 * accuracy, len(test_x), path)

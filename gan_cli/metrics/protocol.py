@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gan_cli import UserError, checkpoint, registry
+from gan_cli import DataMissing, UserError, checkpoint, registry
 from gan_cli.data import TensorBatches
+from gan_cli.data.folder import scan
+from gan_cli.data.images import idx_files
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import ClassifierBackbone, cache_dir
@@ -23,7 +25,7 @@ from gan_cli.options import defaults as conf_defaults
 
 log = logging.getLogger("gan_cli.metrics")
 
-REAL_STATS_VERSION = 2  # bump when the way real features are gathered changes: cached ones are then rebuilt
+REAL_STATS_VERSION = 3  # bump when the way real features are gathered changes: cached ones are then rebuilt
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -51,11 +53,16 @@ def dataset_node(name_or_folder: str, root=None, resolution=None, channels=None)
     return node
 
 
+def seeded_order(n: int, limit=None, seed=0) -> torch.Tensor:
+    """Indices of n items: all of them in order, or a random subset of `limit` drawn from `seed`."""
+    if limit and limit < n:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+    return torch.arange(n)
+
+
 def all_images(data, limit=None, seed=0, batch=500):
     """Yield uint8 batches of a data source's images: all of them, or a seeded random subset of `limit`."""
-    n = len(data)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
-    order = order[:limit] if limit else order
+    order = seeded_order(len(data), limit, seed)
     if isinstance(data, TensorBatches):
         for start in range(0, len(order), batch):
             yield data.images[order[start:start + batch].to(data.images.device)]
@@ -69,9 +76,7 @@ def all_labels(data, limit=None, seed=0) -> np.ndarray | None:
     """The labels of the images all_images yields, in the same order (None for unlabelled data)."""
     if not getattr(data, "num_classes", 0):
         return None
-    n = len(data)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if limit and limit < n else torch.arange(n)
-    order = order[:limit] if limit else order
+    order = seeded_order(len(data), limit, seed)
     if isinstance(data, TensorBatches):
         return data.labels.cpu()[order].numpy()
     return np.array([int(data.dataset[i][1]) for i in order.tolist()])
@@ -87,15 +92,23 @@ def labelled_split(node: dict, seed=0):
         raise UserError(f"backbone=classifier needs labelled data, and {data.name} has no labels; use backbone=inception")
     if not isinstance(data, TensorBatches):
         raise UserError(f"{data.name} is too large to hold for training the classifier backbone; use backbone=inception")
+    classes = len(torch.unique(data.labels))
+    if classes < 2:
+        raise UserError(f"backbone=classifier learns to tell the classes of {data.name} apart, and it has "
+                        f"{classes}; give labelled data of two classes or more, or use backbone=inception")
     if "split" in options:
         try:
             test = build_data({**node, "split": "test"})
             return data.images, data.labels, test.images, test.labels, f"{description}: train split, test split held out"
-        except UserError:
-            pass  # no test split on disk: hold out part of the train split
+        except DataMissing:  # no test split on disk at all (a damaged one is an error): hold out 10% of train
+            log.info("%s has no test split on disk: the classifier backbone holds out 10%% of the train split",
+                     data.name)
     order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(seed))
-    cut = len(order) // 10
+    cut = max(1, len(order) // 10)
     test, train = order[:cut], order[cut:]
+    if len(torch.unique(data.labels[train])) < 2:
+        raise UserError(f"backbone=classifier: {data.name} has too few labelled images ({len(order)}) to train "
+                        "on two classes and hold some out; use backbone=inception")
     return (data.images[train], data.labels[train], data.images[test], data.labels[test],
             f"{description}: 90% of the images, 10% held out")
 
@@ -112,23 +125,54 @@ def extract(backbone, batches, total, desc, progress):
     return np.concatenate(features), np.concatenate(probs)
 
 
+def source_files(node: dict) -> list[Path]:
+    """The files a data set config reads, for keys that must change when the data on disk change (the
+    cache of real statistics). Data shipped with a package (digits) and generated data read none."""
+    name, root = node["name"], Path(str(node.get("root") or ".")).expanduser()
+    if name in ("mnist", "fashion_mnist"):
+        return idx_files(name, root, node.get("split", "train"))
+    if name == "cifar10":
+        return sorted(p for p in (root / "cifar-10-batches-py").glob("*") if p.is_file())
+    if name == "celeba":
+        return sorted(p for p in (root / "celeba").rglob("*") if p.is_file())
+    if name == "folder":
+        return scan(root)[0]
+    return []
+
+
+def content_key(node: dict) -> str:
+    """A digest of the files a data set reads: their paths, sizes and modification times (and, for data
+    shipped with a package, that package's version). Replacing, adding or removing a file changes it."""
+    h = hashlib.sha256()
+    if node["name"] == "digits":
+        import sklearn
+
+        h.update(f"scikit-learn {sklearn.__version__}".encode())
+    for path in source_files(node):
+        stat = path.stat()
+        h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
 def real_features(backbone, node: dict, options: dict, shape) -> dict:
     """Features of the real images, with their mean and covariance (float64), cached on disk.
 
     The cache key covers the backbone (its weights' hash or the classifier's data fingerprint), the
-    data set node, the image shape, the number of images, the seed of the subset and this code's
-    version; a cached file whose stored protocol differs from the one asked for is never used.
+    data set node, what its files hold (content_key: paths, sizes, modification times), the image shape,
+    the number of images, the seed of the subset and this code's version; a cached file whose stored
+    protocol differs from the one asked for is never used.
     """
     protocol = {"version": REAL_STATS_VERSION, "backbone": backbone.key, "data": node, "shape": list(shape),
-                "num_real": options["num_real"], "seed": options["seed"]}
+                "content": content_key(node), "num_real": options["num_real"], "seed": options["seed"]}
     key = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir(options["cache_dir"]) / "real_stats" / f"{key}.pt"
     if path.is_file():
         try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is rebuilt
+            cached = checkpoint.read_tensors(path, "statistics cache")
+        except UserError as e:  # a damaged (or doctored) cache file is rebuilt, never run
+            log.warning("%s; computing the real statistics again", e)
             cached = None
-        if cached is not None and cached.get("protocol") == json.loads(json.dumps(protocol)):
+        if isinstance(cached, dict) and cached.get("protocol") == json.loads(json.dumps(protocol)):
             log.info("real statistics from the cache: %s", path)
             return {k: cached[k].numpy() if torch.is_tensor(cached[k]) else cached[k] for k in cached}
     data = build_data(node)

@@ -70,6 +70,14 @@ def inception_score(probs, splits: int = 10, shuffle: bool = True, seed: int = 2
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def minimum_samples(metric: str, is_splits: int = 10, pr_k: int = 3) -> int:
+    """The fewest features a side needs for a metric: FID and KID a covariance / a pair (2), IS two
+    images per split (a split of one image scores exactly 1), precision/recall k + 1 (a point's k-th
+    nearest other point). The functions above raise ValueError below these."""
+    return {"fid": 2, "kid": 2, "is": 2 * is_splits, "pr": pr_k + 1, "precision": pr_k + 1,
+            "recall": pr_k + 1}.get(metric, 1)
+
+
 def _poly_kernel(x, y, degree, gamma, coef0):
     return (gamma * (x @ y.T) + coef0) ** degree
 
