@@ -30,8 +30,10 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
-METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid")
+METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation")
 CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
+TRANSLATION_METRICS = ("l1", "psnr", "ssim", "label_preservation")  # of image-to-image checkpoints
+DEFAULT_METRICS = ["fid", "is", "kid", "pr"]  # metrics=null: what a z -> image checkpoint or a folder gets
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -41,10 +43,11 @@ def parse_args(args) -> dict:
     """key=value arguments over conf/eval.yaml's defaults; anything else is a one-line error."""
     options = parse_options(args, "eval")
     metrics = options["metrics"]
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
-    bad = [m for m in metrics if m not in METRICS]
-    if bad or not metrics:
-        raise UserError(f"unknown metrics {bad or '[]'}; choose from: {', '.join(METRICS)}")
+    if metrics is not None:  # null: the checkpoint's kind decides (see DEFAULT_METRICS, metrics/translation.py)
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
+        bad = [m for m in metrics if m not in METRICS]
+        if bad or not metrics:
+            raise UserError(f"unknown metrics {bad or '[]'}; choose from: {', '.join(METRICS)}")
     options["metrics"] = metrics
     if options["backbone"] not in ("classifier", "inception"):
         raise UserError(f"unknown backbone '{options['backbone']}'; choose classifier or inception")
@@ -56,7 +59,7 @@ def parse_args(args) -> dict:
     if options["resolution"] is not None and (not isinstance(options["resolution"], int)
                                               or isinstance(options["resolution"], bool) or options["resolution"] < 4):
         raise UserError(f"resolution must be an integer of at least 4 or null, got {options['resolution']!r}")
-    if "kid" in metrics and options["kid_subset_size"] < 2:
+    if options["kid_subset_size"] < 2:
         raise UserError(f"kid_subset_size must be at least 2, got {options['kid_subset_size']}")
     return options
 
@@ -116,16 +119,25 @@ def evaluate(options: dict) -> dict:
     result = {"gan_cli_version": gan_cli.__version__, "metrics": {}, "protocol": {"seed": options["seed"]}}
     protocol = result["protocol"]
 
-    class_metrics = [m for m in options["metrics"] if m in CLASS_METRICS]
     game = None
     if options["ckpt"]:
         loaded = build.load(options["ckpt"], options["use_ema"], device)
         game, data, config, state, path = loaded.game, loaded.data, loaded.config, loaded.state, loaded.path
+        result["checkpoint"], result["step"] = str(path), state["step"]
+        if hasattr(game, "translate"):  # Pix2Pix, CycleGAN
+            from gan_cli.metrics.translation import evaluate_translation
+
+            return evaluate_translation(loaded, options, device, result)
+    options["metrics"] = options["metrics"] or list(DEFAULT_METRICS)
+    wrong = [m for m in options["metrics"] if m in TRANSLATION_METRICS]
+    if wrong:
+        raise UserError(f"metrics {', '.join(wrong)} score image-to-image checkpoints (pix2pix, cyclegan)")
+    class_metrics = [m for m in options["metrics"] if m in CLASS_METRICS]
+    if options["ckpt"]:
         protocol.update({"fake": f"{loaded.which} of {path} (step {state['step']}): sample i from z (and codes) "
                                  "drawn from the random stream of seed + i, the same at any batch size "
                                  "(gan-sample seed=<seed> draws the same images)",
                          "num_fake": options["num_samples"]})
-        result["checkpoint"], result["step"] = str(path), state["step"]
 
         def generated():
             return game.generate(loaded.nets, options["num_samples"], options["seed"], device, options["batch_size"],
@@ -264,7 +276,8 @@ def output_path(options: dict, result: dict) -> Path:
 def table(result: dict) -> str:
     names = {"fid": "FID", "is_mean": "IS", "kid_mean": "KID", "precision": "precision", "recall": "recall",
              "accuracy": "class accuracy", "intra_fid": "intra-class FID",
-             "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL"}
+             "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL",
+             "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation"}
     m, rows = result["metrics"], []
     for key, label in names.items():
         if key not in m:

@@ -12,7 +12,8 @@ import torch
 
 from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, toy2d
-from gan_cli.models import dcgan, mlp
+from gan_cli.data import translation as translation_data
+from gan_cli.models import dcgan, mlp, translation
 
 
 def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
@@ -37,9 +38,20 @@ DATASETS = {
     "cifar10": images.cifar10,
     "celeba": images.celeba,
     "folder": folder.folder,
+    "paired": translation_data.paired,
+    "unpaired": translation_data.unpaired,
 }
-GENERATORS = {"mlp": mlp.MLPGenerator, "dcgan": dcgan.DCGANGenerator}
-DISCRIMINATORS = {"mlp": mlp.MLPDiscriminator, "dcgan": dcgan.DCGANDiscriminator}
+GENERATORS = {
+    "mlp": mlp.MLPGenerator,
+    "dcgan": dcgan.DCGANGenerator,
+    "unet": translation.UNetGenerator,
+    "resnet": translation.ResnetGenerator,
+}
+DISCRIMINATORS = {
+    "mlp": mlp.MLPDiscriminator,
+    "dcgan": dcgan.DCGANDiscriminator,
+    "patchgan": translation.PatchDiscriminator,
+}
 LOSSES = {
     "minimax": losses.Minimax,
     "nonsaturating": losses.NonSaturating,

@@ -33,7 +33,7 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic", "traverse")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "translate")
 
 
 # --- latents -------------------------------------------------------------------------------------
@@ -175,8 +175,14 @@ def sample(options: dict) -> list[Path]:
     check_options(options)
     device = runtime.pick_device(options["device"])
     loaded = build.load(options["ckpt"], options["use_ema"], device)
-    G, data, state, path, which, cond = loaded.net, loaded.data, loaded.state, loaded.path, loaded.which, loaded.game.cond
+    path = loaded.path
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if hasattr(loaded.game, "translate"):
+        return translate(loaded, options, run_dir, device)
+    if options["mode"] == "translate":
+        raise UserError(f"mode=translate needs a checkpoint of an image-to-image game (pix2pix, cyclegan); "
+                        f"{path} is of game {loaded.game.name}")
+    G, data, state, which, cond = loaded.net, loaded.data, loaded.state, loaded.which, loaded.game.cond
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))
     mode, bs = options["mode"], options["batch_size"]
@@ -285,6 +291,65 @@ def sample(options: dict) -> list[Path]:
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
     grid = plots.image_grid(torch.stack(tiles), nrow=width)
     plots.save_png(plots.label_rows(grid, ["a", "- b", "+ c", "="]), target)  # each row ends in its mean
+    return [target]
+
+
+def translate(loaded, options, run_dir, device) -> list[Path]:
+    """mode=translate: each input image through G (CycleGAN: G_AB, or G_BA with direction=BtoA), written
+    under the input's own name, or as one sheet of input | output pairs (sheet=true). The inputs: an image,
+    a folder of images (subfolders kept), or by default the run's test split."""
+    from gan_cli.data.folder import load_image, scan
+
+    game, data = loaded.game, loaded.data
+    if options["mode"] != "translate":
+        raise UserError(f"{loaded.path} is a {game.name} checkpoint: it translates images; use mode=translate "
+                        "(input=<image or folder>, or its test images by default)")
+    direction = options["direction"]
+    if direction not in ("AtoB", "BtoA"):
+        raise UserError(f"direction must be AtoB or BtoA, got {direction!r}")
+    if direction == "BtoA" and game.name != "cyclegan":
+        raise UserError(f"a {game.name} G translates one way (A to B); train with dataset.direction=BtoA for the other")
+    net = game.forward_net if direction == "AtoB" else "G_BA"
+    channels, side = (data.shape_a if direction == "AtoB" else data.shape_b)[:2]
+    log.info("%s of %s (step %d) on %s", net, loaded.path, loaded.state["step"], device)
+    if options["input"] is None:
+        images = data.test(None)["A" if direction == "AtoB" else "B"]
+        names = [f"test{i:05d}" for i in range(len(images))]
+        where, batches = "test", ((images[i:i + options["batch_size"]], names[i:i + options["batch_size"]])
+                                  for i in range(0, len(images), options["batch_size"]))
+        total = len(images)
+    else:
+        source = Path(str(options["input"])).expanduser()
+        if not source.exists():
+            raise UserError(f"input={options['input']}: no such image or folder")
+        files = [source] if source.is_file() else scan(source)[0]
+        names = [f.stem if source.is_file() else str(f.relative_to(source).with_suffix("")) for f in files]
+        where, total = source.stem or "input", len(files)
+
+        def read(start):
+            chunk = files[start:start + options["batch_size"]]
+            return torch.stack([load_image(f, side, channels) for f in chunk]).float().div(127.5).sub(1)
+
+        batches = ((read(i), names[i:i + options["batch_size"]]) for i in range(0, len(files), options["batch_size"]))
+    pairs, written = [], []
+    folder = None if options["sheet"] else default_out(run_dir, options, f"translate-{direction}-{where}", "")
+    with tqdm(total=total, desc="translating", unit="img", disable=None if options["progress"] else True) as bar:
+        for x, chunk in batches:
+            y = game.translate(loaded.nets, x.to(device), net).float().cpu()
+            if folder is None:
+                pairs += [t for pair in zip(x, y) for t in pair]
+            else:
+                for name, image in zip(chunk, y):
+                    target = folder / f"{name}.png"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(to_uint8_hwc(image)).save(target)
+                    written.append(target)
+            bar.update(len(chunk))
+    if folder is not None:
+        return [folder]
+    target = default_out(run_dir, options, f"translate-{direction}-{where}", ".png")
+    rgb = [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in pairs]
+    plots.save_png(plots.image_grid(torch.stack(rgb), nrow=2 * options["nrow"]), target)
     return [target]
 
 

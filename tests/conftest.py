@@ -47,8 +47,10 @@ def tiny_config(*overrides):
     defaults = [o for o in TINY_TRAINER if o.split("=", 1)[0] not in keys]
     cfg = compose_config(*defaults, *overrides)
     for part in ("generator", "discriminator"):
-        if cfg[part].name == "dcgan" and f"{part}.width" not in keys:
+        if cfg[part].name in ("dcgan", "unet", "resnet", "patchgan") and f"{part}.width" not in keys:
             cfg[part].width = 4
+        if cfg[part].name == "resnet" and f"{part}.blocks" not in keys:
+            cfg[part].blocks = 1
         elif cfg[part].name == "mlp" and f"{part}.hidden" not in keys:
             cfg[part].hidden = [16]
     if "resolution" in cfg.dataset and "dataset.resolution" not in keys:

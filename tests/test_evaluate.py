@@ -95,7 +95,7 @@ def test_toy2d_checkpoint_gives_the_mode_metrics(cache, tmp_path):
 @pytest.mark.parametrize("args,message", [
     ([], "give either ckpt="),
     (["ckpt=x", "fake=y"], "give either ckpt="),
-    (["ckpt=x", "metrics=[fid,ssim]"], "unknown metrics ['ssim']"),
+    (["ckpt=x", "metrics=[fid,lpips]"], "unknown metrics ['lpips']"),
     (["ckpt=x", "backbone=vgg"], "unknown backbone 'vgg'"),
     (["ckpt=x", "num_samples=0"], "num_samples must be a positive integer"),
     (["ckpt=x", "samples=10"], "no option samples"),

@@ -281,7 +281,7 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     ("trainer.n_critic=0", "trainer.n_critic must be a positive integer, got 0"),
     ("trainer.precision=fp8", "unknown trainer.precision 'fp8'"),
     ("dataset.resolution=48", "power-of-two side of at least 16, got 48x48"),
-    ("optimizer.decay_start=-5", "optimizer.decay_start must be a non-negative integer of steps, got -5"),
+    ("optimizer.decay_start=-5", "optimizer.decay_start must be a step count or a fraction of the run in (0, 1), got -5"),
 ])
 def test_bad_values_on_the_command_line_leave_no_run_folder(arg, message, tmp_path):
     assert_one_line_error(run(*TINY, arg, cwd=tmp_path), message)

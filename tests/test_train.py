@@ -48,6 +48,10 @@ def test_every_preset_runs_on_points_with_the_mlp_nets(model, tmp_path):
         with pytest.raises(UserError, match="only the dcgan generator has"):
             train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
         return
+    if model in ("pix2pix", "cyclegan"):  # image-to-image games: points are no images
+        with pytest.raises(UserError, match=f"game {model} learns from (un)?paired images"):
+            train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
+        return
     result = train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
     config = checkpoint.load(tmp_path)["config"]
     assert config["generator"]["name"] == config["discriminator"]["name"] == "mlp"

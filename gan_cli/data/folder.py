@@ -56,17 +56,22 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
 
 
+def to_tensor(image: Image.Image, resolution: int, channels: int) -> torch.Tensor:
+    """A decoded image as a uint8 C x R x R tensor: 8 bits, resized (shorter side) and centre-cropped."""
+    image = eight_bit(image).convert("L" if channels == 1 else "RGB")
+    image = ImageOps.fit(image, (resolution, resolution), method=Image.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy())
+
+
 def load_image(path: Path, resolution: int, channels: int) -> torch.Tensor:
     """Decode one image as a uint8 C x R x R tensor: resized (shorter side) and centre-cropped."""
     try:
         with Image.open(path) as image:
-            image = eight_bit(image).convert("L" if channels == 1 else "RGB")
-            image = ImageOps.fit(image, (resolution, resolution), method=Image.BICUBIC)
-            array = np.asarray(image, dtype=np.uint8)
+            return to_tensor(image, resolution, channels)
     except (OSError, ValueError) as e:
         raise UserError(f"dataset folder: cannot read image {path} ({e})") from None
-    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-    return torch.from_numpy(array.copy())
 
 
 def is_colour(path: Path) -> bool:

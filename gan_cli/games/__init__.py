@@ -2,7 +2,8 @@
 
 from gan_cli.games.adversarial import Adversarial
 from gan_cli.games.base import Game, Nets, Player
+from gan_cli.games.translation import CycleGAN, Pix2Pix
 
-GAMES = {"adversarial": Adversarial}
+GAMES = {"adversarial": Adversarial, "pix2pix": Pix2Pix, "cyclegan": CycleGAN}
 
-__all__ = ["GAMES", "Adversarial", "Game", "Nets", "Player"]
+__all__ = ["GAMES", "Adversarial", "CycleGAN", "Game", "Nets", "Pix2Pix", "Player"]

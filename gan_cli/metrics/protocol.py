@@ -214,6 +214,9 @@ class TrainingEvaluator:
 
     def __init__(self, node: dict, data, game, metric: str, num_samples: int, batch_size: int, seed: int, device,
                  cache=None):
+        if hasattr(game, "translate"):
+            raise UserError(f"trainer.eval_every measures z -> image games; score a {game.name} run's checkpoints "
+                            "with gan-eval (L1, PSNR, SSIM, FID, label preservation)")
         toy = len(data.shape) == 1
         allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
         if metric not in allowed:

@@ -1,0 +1,139 @@
+"""Image-to-image translation on the offline demos, scored on their held-out test split.
+
+    python benchmarks/translation.py                    Pix2Pix and the L1 baseline, 2,000 steps each;
+                                                        CycleGAN, 2,000 steps; about an hour on 2 cores
+    python benchmarks/translation.py --quick            50 steps each, to check that all works
+
+Pix2Pix (model=pix2pix) on the paired demo (digit edge maps -> digits) beside the same U-Net trained on L1
+alone (game.adversarial_weight=0: no D), as in the paper's Table 1: L1, PSNR, SSIM against the targets, the
+classifier FID against the digits, and the share of translations the digits classifier reads as the source's
+digit. CycleGAN (model=cyclegan) on the unpaired demo (handwritten <-> printed digits) beside the identity
+baseline (the handwritten digit itself, read by the printed-digit classifier): its label preservation.
+Each run is a plain gan-train command, scored by gan-eval; the figure shows the first test inputs.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, machine, table  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args, env):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
+    return result
+
+
+def train_and_score(name, overrides, work: Path, env) -> dict:
+    run_dir = work / name
+    start = time.perf_counter()
+    run(BIN / "gan-train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false", env=env)
+    seconds = time.perf_counter() - start
+    out = run_dir / "eval.json"
+    run(BIN / "gan-eval", f"ckpt={run_dir}", f"out={out}", "progress=false", env=env)
+    report = json.loads(out.read_text())
+    return {"name": name, "seconds": seconds, "metrics": report["metrics"], "run": str(run_dir),
+            "classifier_test_accuracy": report.get("classifier_test_accuracy")}
+
+
+def identity_preservation(env_cache: Path) -> tuple[float, float]:
+    """Label preservation of no translation at all: the printed-digit classifier (the one gan-eval trains
+    for the CycleGAN demo) reading the handwritten test digits as they are; and its test accuracy."""
+    from gan_cli.data.translation import unpaired
+    from gan_cli.metrics.backbones import ClassifierBackbone
+    from gan_cli.metrics.protocol import to_uint8
+    from gan_cli.metrics.translation import _target_images
+
+    data = unpaired(batch_size=16, device=torch.device("cpu"), seed=0, num_workers=0)
+    test = data.test(None)
+    real, labels = _target_images(data)
+    description = f"the target domain of {data.name}: its training images, its test images held out"
+    backbone = ClassifierBackbone((real, labels, to_uint8(test["B"]), test["labels_B"], description),
+                                  torch.device("cpu"), str(env_cache), progress=False)
+    _, probs = backbone.features(to_uint8(test["A"]))
+    return float((probs.argmax(1) == test["labels_A"].numpy()).mean()), backbone.accuracy
+
+
+def figure(runs: dict, path: Path, columns: int = 10):
+    """Rows: input, each run's translation, target (Pix2Pix); A and G_AB(A) (CycleGAN)."""
+    from gan_cli import build, plots
+
+    rows, labels = [], []
+    for name, result in runs.items():
+        loaded = build.load(result["run"], True, torch.device("cpu"))
+        test = loaded.data.test(columns)
+        if not rows:
+            rows.append(test["A"])
+            labels.append("input")
+        rows.append(loaded.game.translate(loaded.nets, test["A"]))
+        labels.append(name)
+        if loaded.data.paired and name == list(runs)[-1]:
+            rows.append(test["B"])
+            labels.append("target")
+    grid = plots.image_grid(torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]),
+                            nrow=columns)
+    plots.save_png(plots.label_rows(grid, labels, margin=70), path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000, help="steps of each Pix2Pix run")
+    parser.add_argument("--cycle-steps", type=int, default=2000, help="steps of the CycleGAN run")
+    parser.add_argument("--quick", action="store_true", help="50 steps each")
+    parser.add_argument("--out", type=Path, default=RESULTS / "translation.md")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench-translation"))
+    args = parser.parse_args()
+    steps, cycle_steps = (50, 50) if args.quick else (args.steps, args.cycle_steps)
+    cache = args.work / "cache"
+    env = {**os.environ, "GAN_CLI_CACHE": str(cache)}
+    common = ["trainer.sample_every=0", f"trainer.steps={steps}"]
+    pix = {
+        "L1 alone": train_and_score("l1", ["model=pix2pix", "game.adversarial_weight=0", *common], args.work, env),
+        "pix2pix": train_and_score("pix2pix", ["model=pix2pix", *common], args.work, env),
+    }
+    cycle = train_and_score("cyclegan", ["model=cyclegan", "trainer.sample_every=0", f"trainer.steps={cycle_steps}"],
+                            args.work, env)
+    identity, printed_accuracy = identity_preservation(cache)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    stem = args.out.with_suffix("")
+    figure(pix, Path(f"{stem}_pix2pix.png"))
+    figure({"cyclegan": cycle}, Path(f"{stem}_cyclegan.png"))
+
+    lines = [f"Measured on {machine()}.", "",
+             f"**Pix2Pix on the paired demo** (digit edge maps -> digits, 32x32, batch 16, {steps} steps each; "
+             "269 held-out pairs; FID with the digits classifier):", ""]
+    rows = []
+    for name, r in pix.items():
+        m = r["metrics"]
+        rows.append([name, f"{m['l1']:.4f}", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['fid']:.2f}",
+                     f"{100 * m['label_preservation']:.1f} %", f"{r['seconds']:.0f}"])
+    lines += table(["G trained on", "L1", "PSNR (dB)", "SSIM", "FID", "read as the source's digit",
+                    "train s"], rows)
+    lines += ["", f"![Pix2Pix beside L1 alone]({Path(f'{stem}_pix2pix.png').name})", "",
+              f"**CycleGAN on the unpaired demo** (handwritten <-> printed digits, 32x32, batch 16, {cycle_steps} "
+              "steps; 269 held-out handwritten digits, read by a classifier of the printed ones, test accuracy "
+              f"{100 * printed_accuracy:.1f} %):", ""]
+    m = cycle["metrics"]
+    lines += table(["translation", "label preservation", "FID against printed digits", "train s"],
+                   [["identity (no translation)", f"{100 * identity:.1f} %", "", ""],
+                    ["CycleGAN G_AB", f"{100 * m['label_preservation']:.1f} %", f"{m['fid']:.2f}",
+                     f"{cycle['seconds']:.0f}"]])
+    lines += ["", f"![CycleGAN]({Path(f'{stem}_cyclegan.png').name})", ""]
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

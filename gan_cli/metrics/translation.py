@@ -1,0 +1,118 @@
+"""gan-eval of an image-to-image checkpoint (Pix2Pix, CycleGAN), on the run's test split.
+
+    l1, psnr, ssim      paired data: each translation G(A) against its target B, in [0, 1] pixel units
+                        (L1: mean absolute difference; PSNR: 10 log10(1 / MSE) per image, then the mean;
+                        SSIM: scikit-image's structural_similarity with Wang et al.'s Gaussian window,
+                        sigma 1.5, per image then the mean)
+    fid, kid            the translations against the target domain's training images, through the
+                        classifier backbone where that domain is labelled (else Inception)
+    label_preservation  where both domains carry labels: the share of translations that a classifier
+                        of the target domain gives the source image's label
+"""
+
+import logging
+
+import numpy as np
+import torch
+
+from gan_cli import UserError
+from gan_cli.metrics import scores
+from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone
+from gan_cli.metrics.protocol import extract, to_uint8
+from gan_cli.data.images import resize_uint8
+
+log = logging.getLogger("gan_cli.metrics")
+
+METRICS = ("l1", "psnr", "ssim", "fid", "kid", "label_preservation")
+
+
+def paired_scores(fake: torch.Tensor, target: torch.Tensor) -> dict:
+    """L1, PSNR and SSIM of uint8 translations against uint8 targets (N x C x H x W), per image then the
+    mean, on [0, 1] pixel values."""
+    from skimage.metrics import structural_similarity
+
+    x, y = fake.double() / 255, target.double() / 255
+    l1 = (x - y).abs().flatten(1).mean(1)
+    mse = (x - y).square().flatten(1).mean(1)
+    psnr = 10 * torch.log10(1 / mse.clamp_min(1e-12))
+    ssim = [structural_similarity(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(), data_range=1.0,
+                                  channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+            for a, b in zip(x, y)]
+    return {"l1": float(l1.mean()), "psnr": float(psnr.mean()), "ssim": float(np.mean(ssim))}
+
+
+def _target_images(data) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The target domain's training images (uint8, at the crop size) and labels."""
+    source = data.sources[-1]
+    if not hasattr(source, "images"):
+        raise UserError(f"{data.name} streams its training images from disk; gan-eval scores translations "
+                        "against target images held in memory (lower dataset.max_memory_mb is not the fix: raise it)")
+    images = source.images.cpu()
+    if data.paired:
+        images = images[:, data.channels_a:]
+    labels = None if source.labels is None else source.labels.cpu()
+    return resize_uint8(images, data.shape_b[1]), labels
+
+
+def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
+    game, data = loaded.game, loaded.data
+    protocol, m = result["protocol"], result["metrics"]
+    test = data.test(None)
+    inputs, targets = test["A"], test["B"]
+    fakes = []
+    for start in range(0, len(inputs), options["batch_size"]):
+        fakes.append(to_uint8(game.translate(loaded.nets, inputs[start:start + options["batch_size"]].to(device)).cpu()))
+    fake = torch.cat(fakes)
+    protocol.update({"fake": f"{game.forward_net} of {loaded.path} (step {loaded.state['step']}) on the {len(fake)} "
+                             f"test inputs of {data.name}", "num_fake": len(fake), "image_shape": list(data.shape_b)})
+    labelled = data.sources[-1].num_classes > 0 and test["labels_B"] is not None and test["labels_A"] is not None
+    if options["metrics"] is None:  # what applies: the paired scores, FID and KID, and label preservation
+        wanted = (["l1", "psnr", "ssim"] if data.paired else []) + ["fid", "kid"] + \
+            (["label_preservation"] if labelled else [])
+    else:
+        wanted = list(options["metrics"])
+        other = [k for k in wanted if k not in METRICS]
+        if other:
+            raise UserError(f"metrics {', '.join(other)} do not apply to image-to-image checkpoints; choose from: "
+                            f"{', '.join(METRICS)}")
+    if any(k in wanted for k in ("l1", "psnr", "ssim")):
+        if not data.paired:
+            raise UserError(f"metrics l1, psnr and ssim compare translations with their targets: {data.name} has no "
+                            "pairs; use metrics=[fid,kid,label_preservation]")
+        m.update({k: v for k, v in paired_scores(fake, to_uint8(targets)).items() if k in wanted})
+        protocol["paired"] = "each test translation against its target, [0, 1] pixel values, per image then the mean"
+    if "label_preservation" in wanted and not labelled:
+        raise UserError(f"label_preservation needs labels on both sides of {data.name}; drop it from metrics")
+    if any(k in wanted for k in ("fid", "kid", "label_preservation")):
+        real_images, real_labels = _target_images(data)
+        if options["backbone"] == "classifier" and real_labels is not None and test["labels_B"] is not None:
+            description = f"the target domain of {data.name}: its training images, its test images held out"
+            backbone = ClassifierBackbone((real_images, real_labels, to_uint8(targets), test["labels_B"], description),
+                                          device, options["cache_dir"], options["progress"])
+            result["classifier_test_accuracy"] = backbone.accuracy
+        elif options["backbone"] == "classifier":
+            raise UserError(f"the target domain of {data.name} has no labels for a classifier backbone; "
+                            "use backbone=inception")
+        else:
+            backbone = InceptionBackbone(device, options["inception_weights"])
+        protocol.update(backbone.protocol)
+        batch = options["batch_size"]
+        real_f, _ = extract(backbone, (real_images[i:i + batch] for i in range(0, len(real_images), batch)),
+                            len(real_images), "target images", options["progress"])
+        fake_f, fake_p = extract(backbone, (fake[i:i + batch] for i in range(0, len(fake), batch)), len(fake),
+                                 "translations", options["progress"])
+        protocol.update({"real": f"the {len(real_f)} training images of the target domain", "num_real": len(real_f)})
+        if "fid" in wanted:
+            m["fid"] = scores.frechet_distance(*scores.gaussian(fake_f.astype(np.float64)),
+                                               *scores.gaussian(real_f.astype(np.float64)))
+        if "kid" in wanted:
+            size = min(options["kid_subset_size"], len(fake_f), len(real_f))
+            m["kid_mean"], m["kid_std"] = scores.kernel_inception_distance(real_f, fake_f, options["kid_subsets"], size,
+                                                                           seed=options["seed"])
+        if "label_preservation" in wanted:
+            if options["backbone"] != "classifier":
+                raise UserError("label_preservation reads the target domain's classes: use backbone=classifier")
+            m["label_preservation"] = float((fake_p.argmax(1) == test["labels_A"].numpy()).mean())
+            protocol["label_preservation"] = ("share of test translations the target domain's classifier gives the "
+                                              "source image's label")
+    return result
