@@ -15,6 +15,7 @@ Each section is written by its own script, which can also be run alone (see thei
   metric_speed.py    the Frechet distance beside scipy's sqrtm; feature extraction beside torch-fidelity
   toy2d_modes.py     mode collapse on the 2-D mixtures beside PacGAN's rows
   fid_floor.py       the classifier FID of real against real, noise and collapse (real MNIST test images)
+  translation.py     Pix2Pix beside L1 alone, CycleGAN beside no translation, on the offline digit demos
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at
@@ -64,6 +65,8 @@ def sections(quick: bool, out: Path, fresh: bool):
     cmd = [py, HERE / "image_quality.py", *(q or ["--budget", CONDITIONAL_BUDGET]), "--presets", *CONDITIONAL,
            "--title", "Class-conditional samples after a longer CPU budget", "--out", out / "conditional_quality.md"]
     yield "conditional quality", cmd, out / "conditional_quality.md"
+    yield "image-to-image translation", [py, HERE / "translation.py", *q, "--out", out / "translation.md"], \
+        out / "translation.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:

@@ -1,7 +1,8 @@
 """Image-to-image translation on the offline demos, scored on their held-out test split.
 
-    python benchmarks/translation.py                    Pix2Pix and the L1 baseline, 2,000 steps each;
-                                                        CycleGAN, 2,000 steps; about an hour on 2 cores
+    python benchmarks/translation.py                    Pix2Pix and the L1 baseline, 1,000 steps each
+                                                        (batch 16); CycleGAN, 4,000 steps (batch 1);
+                                                        about 40 minutes on 2 cores
     python benchmarks/translation.py --quick            50 steps each, to check that all works
 
 Pix2Pix (model=pix2pix) on the paired demo (digit edge maps -> digits) beside the same U-Net trained on L1
@@ -89,8 +90,8 @@ def figure(runs: dict, path: Path, columns: int = 10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000, help="steps of each Pix2Pix run")
-    parser.add_argument("--cycle-steps", type=int, default=2000, help="steps of the CycleGAN run")
+    parser.add_argument("--steps", type=int, default=1000, help="steps of each Pix2Pix run")
+    parser.add_argument("--cycle-steps", type=int, default=4000, help="steps of the CycleGAN run")
     parser.add_argument("--quick", action="store_true", help="50 steps each")
     parser.add_argument("--out", type=Path, default=RESULTS / "translation.md")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench-translation"))
@@ -122,7 +123,7 @@ def main():
     lines += table(["G trained on", "L1", "PSNR (dB)", "SSIM", "FID", "read as the source's digit",
                     "train s"], rows)
     lines += ["", f"![Pix2Pix beside L1 alone]({Path(f'{stem}_pix2pix.png').name})", "",
-              f"**CycleGAN on the unpaired demo** (handwritten <-> printed digits, 32x32, batch 16, {cycle_steps} "
+              f"**CycleGAN on the unpaired demo** (handwritten <-> printed digits, 32x32, batch 1, {cycle_steps} "
               "steps; 269 held-out handwritten digits, read by a classifier of the printed ones, test accuracy "
               f"{100 * printed_accuracy:.1f} %):", ""]
     m = cycle["metrics"]
