@@ -298,6 +298,7 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
     """mode=translate: each input image through G (CycleGAN: G_AB, or G_BA with direction=BtoA), written
     under the input's own name, or as one sheet of input | output pairs (sheet=true). The inputs: an image,
     a folder of images (subfolders kept), or by default the run's test split."""
+    from gan_cli.data import to_unit_range
     from gan_cli.data.folder import load_image, scan
 
     game, data = loaded.game, loaded.data
@@ -328,10 +329,10 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
 
         def read(start):
             chunk = files[start:start + options["batch_size"]]
-            return torch.stack([load_image(f, side, channels) for f in chunk]).float().div(127.5).sub(1)
+            return to_unit_range(torch.stack([load_image(f, side, channels) for f in chunk]))
 
         batches = ((read(i), names[i:i + options["batch_size"]]) for i in range(0, len(files), options["batch_size"]))
-    pairs, written = [], []
+    pairs = []
     folder = None if options["sheet"] else default_out(run_dir, options, f"translate-{direction}-{where}", "")
     with tqdm(total=total, desc="translating", unit="img", disable=None if options["progress"] else True) as bar:
         for x, chunk in batches:
@@ -343,7 +344,6 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
                     target = folder / f"{name}.png"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(to_uint8_hwc(image)).save(target)
-                    written.append(target)
             bar.update(len(chunk))
     if folder is not None:
         return [folder]

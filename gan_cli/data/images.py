@@ -31,15 +31,20 @@ def resize_uint8(images: torch.Tensor, resolution: int, chunk: int = 4096) -> to
     return out
 
 
-def digits(resolution: int = 32, *, batch_size, device, seed, num_workers=0):
-    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, labels 0-9), upsampled to `resolution`."""
+def digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 bundled 8x8 digits as uint8 images (white ink on black) at `resolution`, and
+    their labels."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     # Pixel values are 0..16.
     images = torch.from_numpy(bunch.images * (255.0 / 16.0)).float().unsqueeze(1).round().to(torch.uint8)
-    images = resize_uint8(images, check_resolution(resolution))
-    labels = torch.from_numpy(bunch.target).long()
+    return resize_uint8(images, resolution), torch.from_numpy(bunch.target).long()
+
+
+def digits(resolution: int = 32, *, batch_size, device, seed, num_workers=0):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, labels 0-9), upsampled to `resolution`."""
+    images, labels = digit_images(check_resolution(resolution))
     return TensorBatches(images, labels, batch_size, device, seed, "digits")
 
 

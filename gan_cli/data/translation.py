@@ -28,6 +28,7 @@ from tqdm import tqdm
 from gan_cli import UserError
 from gan_cli.data import StreamBatches, TensorBatches, to_unit_range
 from gan_cli.data.folder import EXTENSIONS, FolderDataset, folder_channels, load_image, scan, to_tensor
+from gan_cli.data import images as image_sets
 from gan_cli.data.images import resize_uint8
 
 log = logging.getLogger("gan_cli.data")
@@ -206,12 +207,8 @@ def _swap(a, b, direction):
 
 @functools.lru_cache(maxsize=4)  # built once per process: callers index it, never change it
 def digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's 1,797 bundled 8x8 digits as uint8 images (white ink on black) at `resolution`."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = torch.from_numpy(bunch.images * (255.0 / 16.0)).float().unsqueeze(1).round().to(torch.uint8)
-    return resize_uint8(images, resolution), torch.from_numpy(bunch.target).long()
+    """The bundled digits (gan_cli.data.images.digit_images), kept for the demos."""
+    return image_sets.digit_images(resolution)
 
 
 def edge_maps(images: torch.Tensor) -> torch.Tensor:
@@ -337,6 +334,8 @@ def unpaired(root=None, direction="AtoB", load_size=None, crop_size=32, flip=Tru
              max_memory_mb=2048, *, batch_size, device, seed, num_workers=2):
     """Two unaligned collections for CycleGAN (`dataset=unpaired`); root=null is the offline digits demo."""
     load = check_sizes(load_size, crop_size)
+    if direction not in DIRECTIONS:
+        raise UserError(f"dataset.direction must be AtoB or BtoA, got {direction!r}")
     if root is None:
         handwritten, hw_labels = digit_images(load)
         printed, pr_labels = font_digits(len(handwritten), load)
@@ -375,8 +374,6 @@ def unpaired(root=None, direction="AtoB", load_size=None, crop_size=32, flip=Tru
         log.info("unpaired %s: %d train%s images, %d test%s%s, %s", root, len(files), side, len(test_files), side,
                  "" if dirs[f"test{side}"].is_dir() else " (no test split: train images)",
                  f"{len(classes)} classes" if classes else "no classes")
-    if direction not in DIRECTIONS:
-        raise UserError(f"dataset.direction must be AtoB or BtoA, got {direction!r}")
     if direction == "BtoA":
         bases.reverse()
         channels.reverse()
