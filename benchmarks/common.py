@@ -1,7 +1,11 @@
 """What the benchmark scripts share: the machine they ran on, composing a gan-train config, tables."""
 
+import json
 import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -9,6 +13,7 @@ import torch
 import gan_cli
 
 RESULTS = Path(__file__).parent / "results"
+BIN = Path(sys.executable).parent  # gan-train, gan-eval and gan-sample of this environment
 
 
 def cpu_name() -> str:
@@ -53,3 +58,25 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_command(*args, env):
+    """Run a command; its stderr's tail ends the benchmark when it fails."""
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
+    return result
+
+
+def train_and_score(name, overrides, work: Path, env) -> dict:
+    """`gan-train <overrides>` into work/name, then `gan-eval` of it, as a user would run them: the
+    seconds of training, gan-eval's metrics and its classifier's test accuracy (where it has one)."""
+    run_dir = work / name
+    start = time.perf_counter()
+    run_command(BIN / "gan-train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false", env=env)
+    seconds = time.perf_counter() - start
+    out = run_dir / "eval.json"
+    run_command(BIN / "gan-eval", f"ckpt={run_dir}", f"out={out}", "progress=false", env=env)
+    report = json.loads(out.read_text())
+    return {"name": name, "seconds": seconds, "metrics": report["metrics"], "run": run_dir,
+            "classifier_test_accuracy": report.get("classifier_test_accuracy")}

@@ -14,39 +14,15 @@ Each run is a plain gan-train command, scored by gan-eval; the figure shows the 
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, machine, table  # noqa: E402
-
-BIN = Path(sys.executable).parent
-
-
-def run(*args, env):
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(map(str, args))} failed:\n{result.stderr[-2000:]}")
-    return result
-
-
-def train_and_score(name, overrides, work: Path, env) -> dict:
-    run_dir = work / name
-    start = time.perf_counter()
-    run(BIN / "gan-train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false", env=env)
-    seconds = time.perf_counter() - start
-    out = run_dir / "eval.json"
-    run(BIN / "gan-eval", f"ckpt={run_dir}", f"out={out}", "progress=false", env=env)
-    report = json.loads(out.read_text())
-    return {"name": name, "seconds": seconds, "metrics": report["metrics"], "run": str(run_dir),
-            "classifier_test_accuracy": report.get("classifier_test_accuracy")}
+from common import RESULTS, machine, table, train_and_score  # noqa: E402
 
 
 def identity_preservation(env_cache: Path) -> tuple[float, float]:

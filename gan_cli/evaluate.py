@@ -124,6 +124,10 @@ def evaluate(options: dict) -> dict:
         loaded = build.load(options["ckpt"], options["use_ema"], device)
         game, data, config, state, path = loaded.game, loaded.data, loaded.config, loaded.state, loaded.path
         result["checkpoint"], result["step"] = str(path), state["step"]
+        if hasattr(game, "upscale"):  # SRResNet, SRGAN
+            from gan_cli.metrics.superres_eval import evaluate_superres
+
+            return evaluate_superres(loaded, options, device, result)
         if hasattr(game, "translate"):  # Pix2Pix, CycleGAN
             from gan_cli.metrics.translation import evaluate_translation
 
@@ -279,6 +283,14 @@ def table(result: dict) -> str:
              "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL",
              "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation"}
     m, rows = result["metrics"], []
+    if "bicubic_psnr" in m or "bicubic_ssim" in m:  # super-resolution: G beside bicubic (and the originals)
+        header = ("", "SR", "bicubic", "original")
+        table_rows = [(label, *(f"{m[k]:.4f}" if k in m else "" for k in (key, f"bicubic_{key}", f"original_{key}")))
+                      for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("accuracy", "class accuracy"),
+                                         ("fid", "FID")) if key in m]
+        widths = [max(len(r[i]) for r in [header, *table_rows]) for i in range(4)]
+        return "\n".join("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths)).rstrip()
+                         for r in [header, *table_rows])
     for key, label in names.items():
         if key not in m:
             continue

@@ -11,9 +11,9 @@ import inspect
 import torch
 
 from gan_cli import UserError, conditioning, losses
-from gan_cli.data import folder, images, toy2d
+from gan_cli.data import folder, images, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
-from gan_cli.models import dcgan, mlp, translation
+from gan_cli.models import dcgan, mlp, superres, translation
 
 
 def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
@@ -40,17 +40,20 @@ DATASETS = {
     "folder": folder.folder,
     "paired": translation_data.paired,
     "unpaired": translation_data.unpaired,
+    "superres": superres_data.superres,
 }
 GENERATORS = {
     "mlp": mlp.MLPGenerator,
     "dcgan": dcgan.DCGANGenerator,
     "unet": translation.UNetGenerator,
     "resnet": translation.ResnetGenerator,
+    "srresnet": superres.SRResNet,
 }
 DISCRIMINATORS = {
     "mlp": mlp.MLPDiscriminator,
     "dcgan": dcgan.DCGANDiscriminator,
     "patchgan": translation.PatchDiscriminator,
+    "srgan": superres.SRDiscriminator,
 }
 LOSSES = {
     "minimax": losses.Minimax,

@@ -9,6 +9,9 @@
     gan-sample ckpt=<conditional run> class=3           samples of one class
     gan-sample ckpt=<conditional run> classes=[0,1,2]   one row per class, the same z down each column
     gan-sample ckpt=<infogan run> mode=traverse code=0  one continuous code varied, the others fixed
+    gan-sample ckpt=<pix2pix run> mode=translate input=sketches   each image translated, under its own name
+    gan-sample ckpt=<srgan run> mode=upscale input=photos          each image upscaled by the run's scale
+    gan-sample ckpt=<srgan run> mode=upscale input=photos downscale=true sheet=true   bicubic | SR | original
 
 Options and their defaults: conf/sample.yaml. Image i draws its z (and InfoGAN's continuous codes,
 after z) from the random stream of its own seed (seed + i, or the i-th of `seeds`) on the CPU, so a
@@ -33,7 +36,7 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "translate")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "translate", "upscale")
 
 
 # --- latents -------------------------------------------------------------------------------------
@@ -166,6 +169,9 @@ def check_options(o: dict) -> None:
         raise UserError(f"code_range must be a number > 0, got {o['code_range']!r}")
     if not isinstance(o["steps"], int) or o["steps"] < 2:
         raise UserError(f"steps must be an integer >= 2 (both ends are frames), got {o['steps']!r}")
+    for key in ("sheet", "downscale"):
+        if not isinstance(o[key], bool):
+            raise UserError(f"{key} must be true or false, got {o[key]!r}")
     if o["mode"] == "arithmetic" and not all(o[k] for k in "abc"):
         raise UserError("mode=arithmetic needs seed groups a=[...] b=[...] c=[...]")
 
@@ -177,6 +183,11 @@ def sample(options: dict) -> list[Path]:
     loaded = build.load(options["ckpt"], options["use_ema"], device)
     path = loaded.path
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if hasattr(loaded.game, "upscale"):
+        return upscale(loaded, options, run_dir, device)
+    if options["mode"] == "upscale":
+        raise UserError(f"mode=upscale needs a checkpoint of a super-resolution game (srresnet, srgan); "
+                        f"{path} is of game {loaded.game.name}")
     if hasattr(loaded.game, "translate"):
         return translate(loaded, options, run_dir, device)
     if options["mode"] == "translate":
@@ -294,12 +305,25 @@ def sample(options: dict) -> list[Path]:
     return [target]
 
 
+def input_files(given) -> tuple[list[Path], list[str], str]:
+    """input= of translate and upscale: (the image files, each one's output name, a word for the output
+    folder). A folder's images are found recursively; their names keep the subfolders."""
+    from gan_cli.data.folder import scan
+
+    source = Path(str(given)).expanduser()
+    if not source.exists():
+        raise UserError(f"input={given}: no such image or folder")
+    files = [source] if source.is_file() else scan(source)[0]
+    names = [f.stem if source.is_file() else str(f.relative_to(source).with_suffix("")) for f in files]
+    return files, names, source.stem or "input"
+
+
 def translate(loaded, options, run_dir, device) -> list[Path]:
     """mode=translate: each input image through G (CycleGAN: G_AB, or G_BA with direction=BtoA), written
     under the input's own name, or as one sheet of input | output pairs (sheet=true). The inputs: an image,
     a folder of images (subfolders kept), or by default the run's test split."""
     from gan_cli.data import to_unit_range
-    from gan_cli.data.folder import load_image, scan
+    from gan_cli.data.folder import load_image
 
     game, data = loaded.game, loaded.data
     if options["mode"] != "translate":
@@ -320,12 +344,8 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
                                   for i in range(0, len(images), options["batch_size"]))
         total = len(images)
     else:
-        source = Path(str(options["input"])).expanduser()
-        if not source.exists():
-            raise UserError(f"input={options['input']}: no such image or folder")
-        files = [source] if source.is_file() else scan(source)[0]
-        names = [f.stem if source.is_file() else str(f.relative_to(source).with_suffix("")) for f in files]
-        where, total = source.stem or "input", len(files)
+        files, names, where = input_files(options["input"])
+        total = len(files)
 
         def read(start):
             chunk = files[start:start + options["batch_size"]]
@@ -351,6 +371,60 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
     rgb = [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in pairs]
     plots.save_png(plots.image_grid(torch.stack(rgb), nrow=2 * options["nrow"]), target)
     return [target]
+
+
+def upscale(loaded, options, run_dir, device) -> list[Path]:
+    """mode=upscale: each input image through G, enlarged by the run's scale, written under its own name.
+    The inputs: an image or a folder of images (subfolders kept), or by default the run's test images
+    (downscaled first, their originals known). downscale=true takes input images as originals too and
+    gives G their bicubic downscales, so that each output has its original's size (trimmed to a multiple
+    of the scale). sheet=true writes, per input, bicubic | SR | original side by side instead (the
+    original where known)."""
+    from gan_cli.data import to_unit_range
+    from gan_cli.data.superres import low_resolution, read_whole
+    from gan_cli.metrics.superres import crop_to_multiple, upscale_bicubic
+
+    game, data = loaded.game, loaded.data
+    scale = data.scale
+    if options["mode"] != "upscale":
+        raise UserError(f"{loaded.path} is a super-resolution checkpoint ({game.name}): use mode=upscale "
+                        "(input=<image or folder>, or its test images by default)")
+    if options["input"] is None:
+        test = data.test(None)
+        names = [f"test{i:05d}" for i in range(len(test["hr"]))]
+        where, known = "test", True
+
+        def item(i):
+            return test["lr"][i], test["hr"][i]
+    else:
+        files, names, where = input_files(options["input"])
+        known = bool(options["downscale"])
+
+        def item(i):
+            x = to_unit_range(read_whole(files[i], data.channels)[None])
+            if not options["downscale"]:
+                return x, None
+            hr = crop_to_multiple(x, scale)
+            return low_resolution(hr, scale), hr
+    folder = default_out(run_dir, options, f"upscale-x{scale}-{where}" + ("-sheets" if options["sheet"] else ""), "")
+    log.info("%s of %s (step %d) upscaling %d images by %d on %s -> %s", game.forward_net, loaded.path,
+             loaded.state["step"], len(names), scale, device, folder)
+    for i in tqdm(range(len(names)), desc="upscaling", unit="img", disable=None if options["progress"] else True):
+        lr, hr = item(i)
+        sr = game.upscale(loaded.nets, lr.to(device)).float().cpu()
+        image = sr[0]
+        if options["sheet"]:
+            row = [upscale_bicubic(lr, scale).clamp(-1, 1), sr] + ([hr] if known else [])
+            row = [x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x for x in row]
+            grid = plots.image_grid(torch.cat(row), nrow=len(row))
+            target = folder / f"{names[i]}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            plots.save_png(grid, target)
+            continue
+        target = folder / f"{names[i]}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8_hwc(image)).save(target)
+    return [folder]
 
 
 def traverse(G, cond, options, seeds, run_dir, device) -> list[Path]:

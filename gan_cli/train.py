@@ -228,6 +228,26 @@ def restore(state: dict, game, ema, optimizers, scalers, schedules, data, c: dic
     return step
 
 
+def initialise(source, game) -> None:
+    """Start the game's nets from the weights of the nets of the same names in another run's checkpoint
+    (`init_from`): SRGAN's G from an SRResNet run. Only weights: the step, optimizers and data start afresh."""
+    path = checkpoint.find(source)
+    state = checkpoint.load(path)
+    shared = [name for name in game.nets if name in state["nets"]]
+    if not shared:
+        raise UserError(f"init_from={source}: its checkpoint holds nets {', '.join(state['nets'])}, none of this "
+                        f"run's ({', '.join(game.nets)})")
+    for name in shared:
+        try:
+            checkpoint.load_weights(game.nets[name], state["nets"][name], WHO.get(name, name), path)
+        except UserError as e:  # another architecture, or other channels or sizes
+            raise UserError(f"init_from: {str(e).split(': it was written')[0]}; start from a run of the same "
+                            "nets on data of the same channels") from None
+    fresh = [name for name in game.nets if name not in shared]
+    log.info("%s start from %s (step %d)%s", " and ".join(shared), shown(path), state["step"],
+             f"; {', '.join(fresh)} from scratch" if fresh else "")
+
+
 def wrap(game, t: dict, world: int, device) -> tuple[dict, dict]:
     """The modules the loop runs: compiled where asked, and under torchrun DDP-wrapped for the updates
     that train them (`running`); `frozen` are the same without DDP, for updates that leave them alone."""
@@ -291,6 +311,8 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
     fixed = game.fixed_inputs(c["seed"], t["grid_size"], device)
 
     step = 0
+    if c.get("init_from") and resume_state is None:
+        initialise(c["init_from"], game)
     if resume_state is not None:
         step = restore(resume_state, game, ema, optimizers, scalers, schedules, data, c, rank)
         log.info("resuming %s at step %d of %d", shown(run_dir), step, t["steps"])

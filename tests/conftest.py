@@ -49,11 +49,15 @@ def tiny_config(*overrides):
     for part in ("generator", "discriminator"):
         if cfg[part].name in ("dcgan", "unet", "resnet", "patchgan") and f"{part}.width" not in keys:
             cfg[part].width = 4
-        if cfg[part].name == "resnet" and f"{part}.blocks" not in keys:
+        if cfg[part].name in ("resnet", "srresnet") and f"{part}.blocks" not in keys:
             cfg[part].blocks = 1
+        if cfg[part].name in ("srresnet", "srgan") and f"{part}.width" not in keys:
+            cfg[part].width = 4
+        if cfg[part].name == "srgan" and f"{part}.dense" not in keys:
+            cfg[part].dense = 8
         elif cfg[part].name == "mlp" and f"{part}.hidden" not in keys:
             cfg[part].hidden = [16]
-    if "resolution" in cfg.dataset and "dataset.resolution" not in keys:
+    if "resolution" in cfg.dataset and "dataset.resolution" not in keys and cfg.dataset.name != "superres":
         cfg.dataset.resolution = 16
     return cfg
 

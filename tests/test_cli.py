@@ -30,7 +30,8 @@ def assert_one_line_error(result, *fragments):
 def test_help_lists_the_groups_and_their_options(tmp_path):
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
-    groups = ("model: acgan, cgan, cyclegan, dcgan, gan, infogan, lsgan, pix2pix, sngan, sngan_projection, wgan, wgan_gp",
+    groups = ("model: acgan, cgan, cyclegan, dcgan, gan, infogan, lsgan, pix2pix, sngan, sngan_projection, srgan, srresnet, "
+              "wgan, wgan_gp",
               "conditioning: acgan, cgan, infogan, none, projection", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text

@@ -67,13 +67,17 @@ def test_every_dataset_option_composes_and_builds(name, tmp_path):
     if name in ("paired", "unpaired"):  # (A, B, labels_A, labels_B): their demos, with nothing to download
         assert batch[0].shape == (4, *data.shape_a) and batch[1].shape == (4, *data.shape_b)
         return
+    if name == "superres":  # (LR, HR, labels): the photo demo, with nothing to download
+        assert batch[0].shape == (4, *data.shape_lr) and batch[1].shape == (4, *data.shape)
+        return
     real, _ = batch
     assert real.shape == (4, *data.shape)
 
 
-# Image-to-image nets (pix2pix, CycleGAN) take images rather than z, and the PatchGAN gives a map of scores:
-# tests/test_translation_models.py builds them from their conf/ nodes.
-IMAGE_TO_IMAGE = {"generator": {"unet", "resnet"}, "discriminator": {"patchgan"}}
+# Image-to-image nets (pix2pix, CycleGAN, SRGAN) take images rather than z, the PatchGAN gives a map of scores
+# and SRGAN's D needs sides of multiples of 16: tests/test_translation_models.py and tests/test_superres_models.py
+# build them from their conf/ nodes.
+IMAGE_TO_IMAGE = {"generator": {"unet", "resnet", "srresnet"}, "discriminator": {"patchgan", "srgan"}}
 
 
 @pytest.mark.parametrize("group", ["generator", "discriminator"])

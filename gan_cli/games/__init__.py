@@ -2,8 +2,9 @@
 
 from gan_cli.games.adversarial import Adversarial
 from gan_cli.games.base import Game, Nets, Player
+from gan_cli.games.superres import SuperResolution
 from gan_cli.games.translation import CycleGAN, Pix2Pix
 
-GAMES = {"adversarial": Adversarial, "pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+GAMES = {"adversarial": Adversarial, "pix2pix": Pix2Pix, "cyclegan": CycleGAN, "superres": SuperResolution}
 
-__all__ = ["GAMES", "Adversarial", "CycleGAN", "Game", "Nets", "Pix2Pix", "Player"]
+__all__ = ["GAMES", "Adversarial", "CycleGAN", "Game", "Nets", "Pix2Pix", "Player", "SuperResolution"]

@@ -17,6 +17,7 @@ A game never calls backward, never steps an optimizer and never wraps a net; the
 arithmetic and never learns a method's name.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,17 @@ class Game:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+@contextmanager
+def evaluating(net: nn.Module):
+    """Run `net` in eval mode inside the block and give it back in the mode it was in."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
 
 
 @torch.no_grad()

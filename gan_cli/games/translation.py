@@ -21,7 +21,7 @@ A batch is (A, B, labels_A, labels_B) from gan_cli/data/translation.py.
 import torch
 
 from gan_cli import UserError, plots, registry
-from gan_cli.games.base import Game, Player
+from gan_cli.games.base import Game, Player, evaluating
 
 
 def _translation_data(data, game: str, paired: bool):
@@ -96,13 +96,8 @@ class Translation(Game):
     @torch.no_grad()
     def translate(self, nets, x: torch.Tensor, name: str | None = None) -> torch.Tensor:
         """A net's translation of x in eval mode (the net's mode is restored)."""
-        G = nets[name or self.forward_net]
-        was_training = G.training
-        G.eval()
-        try:
+        with evaluating(nets[name or self.forward_net]) as G:
             return G(x)
-        finally:
-            G.train(was_training)
 
     def generate(self, nets, n, seed, device, batch_size, use_ema=True):
         """Translations of the first n test inputs (all of them when there are fewer), in order."""

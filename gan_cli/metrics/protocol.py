@@ -214,6 +214,9 @@ class TrainingEvaluator:
 
     def __init__(self, node: dict, data, game, metric: str, num_samples: int, batch_size: int, seed: int, device,
                  cache=None):
+        if hasattr(game, "upscale"):
+            raise UserError(f"trainer.eval_every measures z -> image games; score a {game.name} run's checkpoints "
+                            "with gan-eval (PSNR, SSIM against bicubic)")
         if hasattr(game, "translate"):
             raise UserError(f"trainer.eval_every measures z -> image games; score a {game.name} run's checkpoints "
                             "with gan-eval (L1, PSNR, SSIM, FID, label preservation)")
