@@ -10,10 +10,15 @@ digits (269) and on the two held-out whole photos; on digits also the digit clas
 upscaled images and their classifier FID against the originals. A sharpness measure for both: the mean
 absolute Laplacian of the upscaled images over that of the originals (1 = as much fine detail as the
 originals; blur is below 1). The figure shows the first held-out digits and centre crops of the photos.
+"train s" is the training loop's own time (gan-train's last log line). --reuse keeps the runs of an
+earlier call made with the same overrides, with their gan-eval scores.
 """
 
 import argparse
+import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,10 +68,39 @@ def figure(rows: dict, path: Path, columns: int):
     plots.save_png(plots.label_rows(grid, list(rows), margin=80), path)
 
 
-def section(kind: str, steps: int, extra: list, work: Path, env, stem: Path):
+def finished(name, overrides, work: Path) -> dict | None:
+    """A run of an earlier call with the same overrides that got as far as its gan-eval, or None."""
+    run_dir = work / name
+    try:
+        given = {line[2:].strip() for line in (run_dir / ".hydra" / "overrides.yaml").read_text().splitlines()
+                 if line.startswith("- ")}
+        metrics = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not set(overrides) <= given:
+        return None
+    return {"name": name, "seconds": loop_seconds(run_dir), "metrics": metrics, "run": run_dir}
+
+
+def loop_seconds(run_dir: Path) -> float:
+    """The training loop's own seconds, from gan-train's last log line (start-up and saving left out)."""
+    return float(re.findall(r"done: step \d+ in (\d+) s", (run_dir / "train.log").read_text())[-1])
+
+
+def train_or_reuse(name, overrides, work: Path, env, reuse: bool) -> dict:
+    if reuse and (done := finished(name, overrides, work)):
+        print(f"reusing {work / name} (trained with the same overrides)", flush=True)
+        return done
+    if (work / name).exists():
+        shutil.rmtree(work / name)
+    result = train_and_score(name, overrides, work, env)
+    return {**result, "seconds": loop_seconds(result["run"])}
+
+
+def section(kind: str, steps: int, extra: list, work: Path, env, stem: Path, reuse: bool):
     common = [f"dataset.source={kind}", f"trainer.steps={steps}", "trainer.sample_every=0", *extra]
-    pre = train_and_score(f"{kind}_srresnet", ["model=srresnet", *common], work, env)
-    gan = train_and_score(f"{kind}_srgan", ["model=srgan", f"init_from={pre['run']}", *common], work, env)
+    pre = train_or_reuse(f"{kind}_srresnet", ["model=srresnet", *common], work, env, reuse)
+    gan = train_or_reuse(f"{kind}_srgan", ["model=srgan", f"init_from={pre['run']}", *common], work, env, reuse)
     bicubic, sr_pre, originals = upscaled(pre["run"])
     _, sr_gan, _ = upscaled(gan["run"])
     sharp = {"bicubic": sharpness(bicubic, originals), "SRResNet": sharpness(sr_pre, originals),
@@ -103,13 +137,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="20 steps each")
     parser.add_argument("--out", type=Path, default=RESULTS / "superres.md")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench-superres"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep runs of an earlier call made with the same overrides (their train s from their logs)")
     args = parser.parse_args()
     steps, photo_steps = (20, 20) if args.quick else (args.steps, args.photo_steps)
     env = {**os.environ, "GAN_CLI_CACHE": str(args.work / "cache")}
     stem = args.out.with_suffix("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    digits = section("digits", steps, ["dataset.flip=false"], args.work, env, stem)
-    photos = section("photos", photo_steps, [f"dataset.crop_size={args.photo_crop}"], args.work, env, stem)
+    digits = section("digits", steps, ["dataset.flip=false"], args.work, env, stem, args.reuse)
+    photos = section("photos", photo_steps, [f"dataset.crop_size={args.photo_crop}"], args.work, env, stem, args.reuse)
 
     sharp_note = "sharpness: mean absolute Laplacian against the originals' (1 = as much fine detail)"
     lines = [f"Measured on {machine()}.", "",
