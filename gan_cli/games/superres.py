@@ -29,6 +29,9 @@ VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG_RELU5_4 = 36           # vgg19.features[:36] ends with the ReLU after conv5_4
 VGG_RESCALE = 1 / 12.75    # the paper's rescaling of the VGG feature maps
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Upscaling a large image: G runs on tiles of TILE x TILE input pixels, each with TILE_OVERLAP pixels of its
+# neighbours around it whose outputs are dropped, so the seams see (nearly) the context a whole pass would.
+TILE, TILE_OVERLAP = 256, 16
 
 
 def _superres_data(data, game: str):
@@ -210,10 +213,26 @@ class SuperResolution(Game):
     # --- pictures and samples ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def upscale(self, nets, lr: torch.Tensor, name: str | None = None) -> torch.Tensor:
-        """G's upscaling of low-resolution images in [-1, 1], in eval mode, clipped to [-1, 1]."""
+    def upscale(self, nets, lr: torch.Tensor, name: str | None = None, tile: int = TILE) -> torch.Tensor:
+        """G's upscaling of low-resolution images in [-1, 1], in eval mode, clipped to [-1, 1]. Inputs of
+        more than tile x tile pixels go through G in overlapping tiles (see TILE), so that a large photo
+        needs no more memory than a tile."""
         with evaluating(nets[name or self.forward_net]) as G:
-            return G(lr).clamp(-1, 1)
+            h, w = lr.shape[-2:]
+            if h * w <= tile * tile:
+                return G(lr).clamp(-1, 1)
+            s, core = self.data.scale, tile - 2 * TILE_OVERLAP
+            out = None
+            for top in range(0, h, core):
+                for left in range(0, w, core):
+                    bottom, right = min(top + core, h), min(left + core, w)
+                    t0, l0 = max(0, top - TILE_OVERLAP), max(0, left - TILE_OVERLAP)
+                    y = G(lr[..., t0:min(h, bottom + TILE_OVERLAP), l0:min(w, right + TILE_OVERLAP)])
+                    if out is None:
+                        out = y.new_empty(*y.shape[:2], h * s, w * s)
+                    out[..., top * s:bottom * s, left * s:right * s] = \
+                        y[..., (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
+            return out.clamp(-1, 1)
 
 
     def sampling_net(self, nets: dict, use_ema: bool = True) -> str:
