@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, into one Markdown file with tables and plots.
 
-    make bench          = python benchmarks/run_all.py           about 2.5 hours on a 2-core CPU
+    make bench          = python benchmarks/run_all.py           about 3.5 hours on a 2-core CPU
     make bench-quick    = python benchmarks/run_all.py --quick   a few minutes: short runs, to check that all works
 
 The full run writes benchmarks/results.md (sections and pictures in benchmarks/results/); the quick
@@ -16,6 +16,7 @@ Each section is written by its own script, which can also be run alone (see thei
   toy2d_modes.py     mode collapse on the 2-D mixtures beside PacGAN's rows
   fid_floor.py       the classifier FID of real against real, noise and collapse (real MNIST test images)
   translation.py     Pix2Pix beside L1 alone, CycleGAN beside no translation, on the offline digit demos
+  superres.py        bicubic beside SRResNet beside SRGAN, x4 on held-out digits and photos
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at
@@ -67,6 +68,7 @@ def sections(quick: bool, out: Path, fresh: bool):
     yield "conditional quality", cmd, out / "conditional_quality.md"
     yield "image-to-image translation", [py, HERE / "translation.py", *q, "--out", out / "translation.md"], \
         out / "translation.md"
+    yield "super-resolution", [py, HERE / "superres.py", *q, "--out", out / "superres.md"], out / "superres.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:
