@@ -149,7 +149,6 @@ class SuperResBatches:
         self.batch_size = base.batch_size
         self.jitter = Jitter(crop, flip, seed + 2)
         self.test_images, self.test_labels = test, test_labels
-        self.paired = True
 
     def __len__(self):
         return len(self.sources[0])
@@ -162,9 +161,6 @@ class SuperResBatches:
         hr, labels = self.sources[0].next()
         hr = self.jitter(hr)
         return low_resolution(hr, self.scale), hr, labels
-
-    def same_size(self) -> bool:
-        return len({tuple(x.shape) for x in self.test_images}) == 1
 
     def test(self, n: int | None = None, device="cpu") -> dict:
         """The first n test images (all by default): {"hr": list of 1 x C x H x W tensors in [-1, 1],
