@@ -8,7 +8,9 @@ Data: scikit-learn's digits, and the real MNIST test images (`dataset=folder` on
 ../shared/data/mnist-t10k-png, or --mnist <folder with one subfolder per class>; left out with a note
 where the folder is absent). Both at 32x32.
 
-Each run: `gan-train model=<preset> dataset=<data> trainer.steps=N` on one thread. N is the budget
+Each run: `gan-train model=<preset> dataset=<data> trainer.steps=N` on one thread. A preset may carry
+variants, e.g. `--presets dcgan dcgan+diffaug sngan_resnet+w32+diffaug` (VARIANTS below: DiffAugment,
+its adaptive form, ResNet nets narrowed for a CPU budget). N is the budget
 turned into steps: after a 3-step warm-up, runs of 1 and 1 + k steps measure the preset's CPU seconds
 per step (their difference over k, with k raised until that difference is at least 3 CPU seconds), and N = budget / that. (So a preset with n_critic=5 gets fewer G steps, as it would on the
 same machine time; the run itself is deterministic, and its row gives the command that repeats it.)
@@ -48,12 +50,31 @@ CLASS_CONDITIONAL = ("cgan", "acgan", "sngan_projection")  # scored per class to
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-png"
 
 
+# Variants of a preset, written preset+variant (e.g. dcgan+diffaug): overrides added to its run.
+VARIANTS = {
+    "diffaug": ["trainer.augment=[color,translation,cutout]"],  # DiffAugment's policy for CIFAR-10 and small sets
+    "adaptive": ["trainer.augment=[color,translation,cutout]", "trainer.augment_target=0.6"],
+    # ResNet nets narrowed to 32 maps in G and D (the presets: 256 and 128), so that a CPU budget buys
+    # hundreds of steps rather than tens (2.3 against about 50 CPU seconds per G step at 32x32, batch 64).
+    "w32": ["generator.width=32", "generator.max_width=32", "discriminator.width=32", "discriminator.max_width=32"],
+}
+
+
+def preset_overrides(spec: str) -> list[str]:
+    """model=<preset> and its variants' overrides, for a spec such as sngan_resnet+w32+diffaug."""
+    name, *variants = spec.split("+")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant '{unknown[0]}' in {spec}; choose from: {', '.join(VARIANTS)}")
+    return [f"model={name}", *(o for v in variants for o in VARIANTS[v])]
+
+
 def dataset_overrides(name, mnist_root):
     return ["dataset=digits"] if name == "digits" else ["dataset=folder", f"dataset.root={mnist_root}"]
 
 
 def run_overrides(preset, data, mnist_root, steps):
-    return [f"model={preset}", *dataset_overrides(data, mnist_root), f"trainer.steps={steps}",
+    return [*preset_overrides(preset), *dataset_overrides(data, mnist_root), f"trainer.steps={steps}",
             f"trainer.sample_every={steps}", "trainer.ckpt_every=0", "trainer.progress=false"]
 
 
@@ -112,7 +133,7 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
     metrics, _ = scores(["ckpt=" + str(run_dir), *eval_options(half_b, count, work / f"cache-{data}",
                                                                    work / f"eval-{data}-{preset}.json",
-                                                                   preset in CLASS_CONDITIONAL)])
+                                                                   preset.split("+")[0] in CLASS_CONDITIONAL)])
     return {"preset": preset, "data": data, "steps": steps, "cpu_s": cpu, "wall_s": wall, "metrics": metrics,
             "grid": str(result["grid"]), "threads": threads}
 
@@ -204,7 +225,7 @@ def main():
                 shown_root = os.path.relpath(args.mnist, Path(__file__).parents[1])
                 run = " ".join(run_overrides(r["preset"], data, shown_root, r["steps"])[:-3])
                 class_accuracy = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else ""
-                if "accuracy" in m and r["preset"] in ("acgan", "sngan_projection"):
+                if "accuracy" in m and r["preset"].split("+")[0] in ("acgan", "sngan_projection"):
                     class_accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
                 intra = f"{m['intra_fid']:.2f}" if "intra_fid" in m else ""
                 table_rows.append([f"`{r['preset']}`", r["steps"], f"{r['cpu_s']:.0f}", f"{m['fid']:.2f}",

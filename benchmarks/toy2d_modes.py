@@ -137,7 +137,9 @@ def main():
         for line in store.read_text().splitlines():
             entry = json.loads(line)
             done[(entry["preset"], entry["mixture"], entry["seed"], entry["steps"], entry["config"])] = entry
-    pictures_dir = args.out / f"toy2d_scatter_{args.steps}_steps"
+    # Runs with --set get files of their own, named by the values set (e.g. ..._2000_steps_stddev.md).
+    tag = "".join("_" + "".join(ch if ch.isalnum() else "-" for ch in s.split("=", 1)[-1]) for s in args.set)
+    pictures_dir = args.out / f"toy2d_scatter_{args.steps}_steps{tag}"
     todo, rows = [], {}
     for mixture in args.mixtures:
         for preset in args.presets:
@@ -173,7 +175,7 @@ def main():
             finished(run_one(*job))
 
     lines = [
-        "## Mode collapse on toy2d",
+        "## Mode collapse on toy2d" + (f" with {', '.join(args.set)}" if args.set else ""),
         "",
         f"`{command.strip()}`, {args.steps} generator steps per run, seeds {args.seeds}; {machine()}"
         f"{f', {args.jobs} runs at a time with {threads} thread(s) each' if args.jobs > 1 else ''}.",
@@ -207,7 +209,7 @@ def main():
         for name, modes, hq, kl in PUBLISHED[mixture]:
             lines.append(f"| {name} | {modes} | {hq} | {kl} | | | |")
         lines.append("")
-    name = f"toy2d_modes_{args.steps}_steps"
+    name = f"toy2d_modes_{args.steps}_steps{tag}"
     table = args.out / f"{name}.md"
     table.write_text("\n".join(lines))
 

@@ -6,17 +6,18 @@ nets by name.
 """
 
 import copy
+import inspect
 from typing import NamedTuple
 
 import torch
 
-from gan_cli import UserError, checkpoint, registry
-from gan_cli.games import GAMES
+from gan_cli import UserError, augment, checkpoint, registry
+from gan_cli.games import GAMES, Adversarial
 from gan_cli.schedules import LRSchedule
 
 # The config groups a run is composed of; `model` is the preset that picks the others.
 GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "game", "model")
-CONV_NETS = ("dcgan",)
+CONV_NETS = ("dcgan", "resnet")
 WHO = {"G": "generator", "D": "discriminator"}  # how errors name a net
 
 
@@ -51,9 +52,24 @@ def game(c: dict, data, device, num_classes: int | None = None):
     node = dict(c.setdefault("game", {"name": "adversarial"}))
     c.setdefault("conditioning", {"name": "none"})
     name = node.pop("name", None)
+    if name in ("pix2pix", "cyclegan") and c["generator"]["name"] == "resnet":
+        if "z_dim" in c["generator"]:
+            raise UserError(f"game={name} maps images to images: its ResNet G is generator=resnet_translation "
+                            "(generator=resnet maps z to images)")
+        c["generator"]["name"] = "resnet_translation"  # its name in runs made before "resnet" meant the z -> x G
     if name not in GAMES:
         raise UserError(f"unknown game '{name}'; choose one of: {', '.join(GAMES)}")
     t = c["trainer"]
+    policy = augment.check(t)
+    if policy:
+        if not issubclass(GAMES.get(name, object), Adversarial):
+            raise UserError(f"trainer.augment works in the z -> G -> D games (adversarial, progan), not game={name}")
+        if len(data.shape) != 3:
+            raise UserError("trainer.augment transforms images; this data set holds vectors (leave trainer.augment=[])")
+        node["augment"] = augment.DiffAugment(policy, t.get("augment_p", 1.0), t.get("augment_target"),
+                                              t.get("augment_speed", 100_000), device)
+    if "steps" in inspect.signature(GAMES[name]).parameters:  # a game whose schedule spans the run (progan)
+        node["steps"] = t["steps"]
     return GAMES[name](generator=c["generator"], discriminator=c["discriminator"], loss=c["loss"],
                        conditioning=c["conditioning"], data=data, device=device, batch_size=t["batch_size"],
                        n_critic=t["n_critic"], num_classes=num_classes, **node)

@@ -143,13 +143,20 @@ class Wasserstein(GANLoss):
 class WassersteinGP(Wasserstein):
     """WGAN-GP (Gulrajani et al. 2017): the WGAN objective without clipping, plus
     gp_weight * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates x_hat = eps x + (1 - eps) G(z),
-    eps ~ U[0, 1] per item."""
+    eps ~ U[0, 1] per item. drift > 0 adds drift * E[D(x)^2] on real data to D's loss (ProGAN's 0.001),
+    which keeps the critic's scores from drifting far from 0."""
 
-    def __init__(self, gp_weight: float = 10.0, r1_gamma: float = 0.0):
+    def __init__(self, gp_weight: float = 10.0, r1_gamma: float = 0.0, drift: float = 0.0):
         super().__init__(clip=0.0, r1_gamma=r1_gamma)
         if gp_weight < 0:
             raise UserError(f"loss gp_weight must be >= 0, got {gp_weight}")
-        self.gp_weight = float(gp_weight)
+        if not isinstance(drift, (int, float)) or drift < 0:
+            raise UserError(f"loss drift must be >= 0, got {drift!r}")
+        self.gp_weight, self.drift = float(gp_weight), float(drift)
+
+    def d_loss(self, real, fake):
+        loss = super().d_loss(real, fake)
+        return loss + self.drift * real.float().square().mean() if self.drift else loss
 
     @property
     def has_penalty(self):

@@ -13,7 +13,7 @@ import torch
 from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
-from gan_cli.models import dcgan, mlp, superres, translation
+from gan_cli.models import dcgan, mlp, progan, resnet, superres, translation
 
 
 def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
@@ -45,13 +45,17 @@ DATASETS = {
 GENERATORS = {
     "mlp": mlp.MLPGenerator,
     "dcgan": dcgan.DCGANGenerator,
+    "resnet": resnet.ResNetGenerator,
+    "progan": progan.ProGANGenerator,
     "unet": translation.UNetGenerator,
-    "resnet": translation.ResnetGenerator,
+    "resnet_translation": translation.ResnetGenerator,
     "srresnet": superres.SRResNet,
 }
 DISCRIMINATORS = {
     "mlp": mlp.MLPDiscriminator,
     "dcgan": dcgan.DCGANDiscriminator,
+    "resnet": resnet.ResNetDiscriminator,
+    "progan": progan.ProGANDiscriminator,
     "patchgan": translation.PatchDiscriminator,
     "srgan": superres.SRDiscriminator,
 }

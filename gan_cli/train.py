@@ -27,7 +27,7 @@ from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from gan_cli import UserError, build, checkpoint, distributed, plots, runtime
+from gan_cli import UserError, augment, build, checkpoint, distributed, plots, runtime
 from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
@@ -64,6 +64,7 @@ def check_trainer(t: dict) -> None:
     for key in ("compile", "progress"):
         if not isinstance(t[key], bool):
             raise UserError(f"trainer.{key} must be true or false, got {t[key]!r}")
+    augment.check(t)
 
 
 def check_optimizer(node: dict) -> None:
@@ -74,10 +75,14 @@ def check_optimizer(node: dict) -> None:
 
 @torch.no_grad()
 def update_ema(ema, net, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * net, for the weights. Buffers are not averaged: batch-norm
-    statistics belong to the weights they were measured with, and the game recomputes the copy's own
-    (Game.refresh_statistics) before it draws or is saved."""
+    """ema <- decay * ema + (1 - decay) * net, for the weights. Floating-point buffers are not averaged:
+    batch-norm statistics belong to the weights they were measured with, and the game recomputes the
+    copy's own (Game.refresh_statistics) before it draws or is saved. Integer buffers (a growing net's
+    level, a batch norm's counter) are copied: they are states, not estimates."""
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
+    for kept, current in zip(ema.buffers(), net.buffers()):
+        if not current.is_floating_point():
+            kept.copy_(current)
 
 
 def plain_config(cfg) -> dict:
@@ -156,7 +161,8 @@ def resumed_config(saved: dict, overrides, choices: dict | None = None) -> dict:
 
 # Trainer keys added after the first checkpoints were written, with the values those runs had.
 LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False, "eval_every": 0,
-                      "eval_metric": "fid", "eval_samples": 2000}
+                      "eval_metric": "fid", "eval_samples": 2000, "augment": [], "augment_p": 1.0,
+                      "augment_target": None, "augment_speed": 100_000}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -451,7 +457,9 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
     with StopSignals() as signals:
         while step < steps:
             step += 1
-            game.schedule(step)
+            changed = game.schedule(step)
+            if changed and main_process:  # a growth level, ...
+                log.info("step %d: %s", step, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changed.items()))
             for schedule in schedules.values():
                 schedule.step(step)
 

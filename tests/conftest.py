@@ -19,6 +19,20 @@ def resolvers():
     register_resolvers()
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One gan-eval cache (classifier backbones, real statistics) for the whole test session: each data
+    set's classifier is trained once, by the first test that needs it, whichever file it is in."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+def one_line(err) -> str:
+    """The message of a raised UserError (pytest's ExceptionInfo), checked to be one line."""
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
 def compose_config(*overrides):
     """The config `gan-train <overrides>` would run with."""
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
@@ -47,10 +61,19 @@ def tiny_config(*overrides):
     defaults = [o for o in TINY_TRAINER if o.split("=", 1)[0] not in keys]
     cfg = compose_config(*defaults, *overrides)
     for part in ("generator", "discriminator"):
-        if cfg[part].name in ("dcgan", "unet", "resnet", "patchgan") and f"{part}.width" not in keys:
+        if cfg[part].name in ("dcgan", "unet", "resnet", "resnet_translation", "patchgan") and f"{part}.width" not in keys:
             cfg[part].width = 4
-        if cfg[part].name in ("resnet", "srresnet") and f"{part}.blocks" not in keys:
+        if cfg[part].name in ("resnet_translation", "srresnet") and f"{part}.blocks" not in keys:
             cfg[part].blocks = 1
+        if cfg[part].name == "progan":
+            for key, value in (("width", 4), ("max_width", 8), ("z_dim", 8)):
+                if key in cfg[part] and f"{part}.{key}" not in keys:
+                    cfg[part][key] = value
+        if cfg[part].name == "resnet":
+            if f"{part}.max_width" not in keys:
+                cfg[part].max_width = 8
+            if part == "discriminator" and f"{part}.blocks" not in keys:
+                cfg[part].blocks = 2
         if cfg[part].name in ("srresnet", "srgan") and f"{part}.width" not in keys:
             cfg[part].width = 4
         if cfg[part].name == "srgan" and f"{part}.dense" not in keys:

@@ -2,9 +2,7 @@
 
 import os
 import subprocess
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from gan_cli import checkpoint
@@ -30,8 +28,8 @@ def assert_one_line_error(result, *fragments):
 def test_help_lists_the_groups_and_their_options(tmp_path):
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
-    groups = ("model: acgan, cgan, cyclegan, dcgan, gan, infogan, lsgan, pix2pix, sngan, sngan_projection, srgan, srresnet, "
-              "wgan, wgan_gp",
+    groups = ("model: acgan, cgan, cyclegan, dcgan, gan, infogan, lsgan, pix2pix, progan, sngan, sngan_projection, "
+              "sngan_projection_resnet, sngan_resnet, srgan, srresnet, wgan, wgan_gp, wgan_gp_resnet",
               "conditioning: acgan, cgan, infogan, none, projection", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text

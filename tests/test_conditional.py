@@ -231,7 +231,7 @@ def test_unlabelled_data_with_a_conditional_model_is_one_line(tmp_path):
 
 
 def test_projection_needs_the_dcgan_generator(tmp_path):
-    with pytest.raises(UserError, match="needs class-conditional batch norm in G, which only the dcgan generator has"):
+    with pytest.raises(UserError, match="batch norm in G, which the dcgan and resnet generators have"):
         train(tiny_config("model=sngan_projection", "generator=mlp"), tmp_path)
 
 
@@ -298,9 +298,9 @@ def test_infogan_traversal_varies_one_code(infogan_run, tmp_path):
         go(f"ckpt={infogan_run}", "mode=traverse", "code=2")
 
 
-def test_per_class_accuracy_and_intra_fid(cgan_run, tmp_path):
+def test_per_class_accuracy_and_intra_fid(cgan_run, tmp_path, shared_cache):
     options = parse_args([f"ckpt={cgan_run}", "metrics=[accuracy,intra_fid]", "num_samples=100", "progress=false",
-                          f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'e.json'}"])
+                          f"cache_dir={shared_cache}", f"out={tmp_path / 'e.json'}"])
     m = evaluate(options)["metrics"]
     assert 0 <= m["accuracy"] <= 1 and set(m["accuracy_per_class"]) == {str(c) for c in range(10)}
     # 100 samples drawn class by class: 10 of each, so the overall accuracy is the mean of the classes'.

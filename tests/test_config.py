@@ -77,7 +77,7 @@ def test_every_dataset_option_composes_and_builds(name, tmp_path):
 # Image-to-image nets (pix2pix, CycleGAN, SRGAN) take images rather than z, the PatchGAN gives a map of scores
 # and SRGAN's D needs sides of multiples of 16: tests/test_translation_models.py and tests/test_superres_models.py
 # build them from their conf/ nodes.
-IMAGE_TO_IMAGE = {"generator": {"unet", "resnet", "srresnet"}, "discriminator": {"patchgan", "srgan"}}
+IMAGE_TO_IMAGE = {"generator": {"unet", "resnet_translation", "srresnet"}, "discriminator": {"patchgan", "srgan"}}
 
 
 @pytest.mark.parametrize("group", ["generator", "discriminator"])
@@ -87,7 +87,7 @@ def test_every_network_option_builds(group, shape):
         if name in IMAGE_TO_IMAGE[group]:
             continue
         node = dict(compose_config(f"{group}={name}")[group])
-        if name == "dcgan" and len(shape) == 1:
+        if name in ("dcgan", "resnet") and len(shape) == 1:
             with pytest.raises(UserError, match="mlp"):
                 registry.build(group, node, shape=shape)
             continue

@@ -16,9 +16,9 @@ from tests.conftest import BIN, tiny_config, write_images
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One cache for the module: the digits classifier is trained once."""
-    return tmp_path_factory.mktemp("cache")
+def cache(shared_cache):
+    """The session's cache: the digits classifier is trained once."""
+    return shared_cache
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,7 @@ def test_gan_eval_of_a_conditional_toy2d_checkpoint(tmp_path):
 # --- checkpoints by name ---------------------------------------------------------------------------
 
 
-def test_a_checkpoint_of_the_first_layout_still_resumes_samples_and_evaluates(tmp_path):
+def test_a_checkpoint_of_the_first_layout_still_resumes_samples_and_evaluates(tmp_path, shared_cache):
     original = torch.load(V1_CHECKPOINT, weights_only=True)
     assert original["format"] == "gan-cli checkpoint v1"
     run_dir = tmp_path / "run"
@@ -158,7 +158,7 @@ def test_a_checkpoint_of_the_first_layout_still_resumes_samples_and_evaluates(tm
     weights = [name for name, _ in ema.net.named_parameters()]
     assert ema.which == "G_ema" and all(torch.equal(ema.net.state_dict()[k], original["G_ema"][k]) for k in weights)
     result = evaluate(parse_args([f"ckpt={run_dir}", "num_samples=100", "metrics=[fid,accuracy]", "progress=false",
-                                  f"cache_dir={tmp_path / 'cache'}"]))
+                                  f"cache_dir={shared_cache}"]))
     assert result["step"] == 2 and result["metrics"]["fid"] > 0
     resume(run_dir, 3)
     state = checkpoint.load(run_dir)

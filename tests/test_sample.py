@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,18 +144,29 @@ def test_seeds_syntax():
         parse_seeds("a-b")
 
 
-def test_bad_input_is_one_line(run, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_bad_input_is_one_line(run, tmp_path, monkeypatch, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    for args, message in [([], "ckpt=<checkpoint or run folder> is required"),
-                          ([f"ckpt={tmp_path / 'junk.pt'}"], "truncated or not a checkpoint"),
-                          ([f"ckpt={run}", "mode=movie"], "unknown mode 'movie'"),
-                          ([f"ckpt={run}", "steps=1", "mode=interpolate"], "steps must be an integer >= 2"),
-                          ([f"ckpt={run}", "mode=arithmetic"], "needs seed groups"),
-                          ([f"ckpt={run}", "truncation=-1"], "truncation must be a number > 0"),
-                          ([f"ckpt={run}", "count=3"], "no option count")]:
-        result = subprocess.run([str(BIN / "gan-sample"), *args], capture_output=True, text=True, env=env,
-                                cwd=tmp_path, timeout=120)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
+    cases = [([], "ckpt=<checkpoint or run folder> is required"),
+             ([f"ckpt={tmp_path / 'junk.pt'}"], "truncated or not a checkpoint"),
+             ([f"ckpt={run}", "mode=movie"], "unknown mode 'movie'"),
+             ([f"ckpt={run}", "steps=1", "mode=interpolate"], "steps must be an integer >= 2"),
+             ([f"ckpt={run}", "mode=arithmetic"], "needs seed groups"),
+             ([f"ckpt={run}", "truncation=-1"], "truncation must be a number > 0"),
+             ([f"ckpt={run}", "count=3"], "no option count")]
+    # The installed command once (exit status 2, one line on stderr), the rest through its main().
+    args, message = cases[0]
+    result = subprocess.run([str(BIN / "gan-sample"), *args], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gan-sample: error: ") and message in lines[0]
+    from gan_cli.sample import main
+
+    monkeypatch.chdir(tmp_path)
+    for args, message in cases[1:]:
+        monkeypatch.setattr(sys, "argv", ["gan-sample", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("gan-sample: error: ") and message in lines[0]

@@ -113,9 +113,9 @@ def test_srgan_starts_from_an_srresnet_run_with_init_from(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One cache for the file: the digits classifier is trained once (content=classifier and gan-eval share it)."""
-    return tmp_path_factory.mktemp("cache")
+def cache(shared_cache):
+    """The session's cache: the digits classifier is trained once (content=classifier and gan-eval share it)."""
+    return shared_cache
 
 
 def test_content_losses_offline_and_the_vgg_one_without_weights(tmp_path, monkeypatch, cache):

@@ -8,6 +8,7 @@ from torch import nn
 
 from gan_cli import UserError, registry
 from gan_cli.models.superres import SRDiscriminator, SRResidualBlock, SRResNet
+from tests.conftest import one_line
 
 W = 8  # narrow nets keep the file fast
 
@@ -16,11 +17,6 @@ def image(c, h, w=None, n=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, c, h, h if w is None else w, generator=g).clamp(-1, 1)
 
-
-def one_line(err) -> str:
-    message = str(err.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

@@ -307,11 +307,11 @@ def test_paired_scores_match_scikit_image_and_numpy():
     assert same["l1"] == 0 and same["ssim"] == pytest.approx(1.0) and same["psnr"] > 100
 
 
-def test_gan_eval_scores_translations_by_what_applies(runs, tmp_path):
+def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
     from gan_cli.evaluate import evaluate, parse_args
 
     def scored(run, *args):
-        return evaluate(parse_args([f"ckpt={runs / run}", f"cache_dir={tmp_path}", "progress=false", *args]))
+        return evaluate(parse_args([f"ckpt={runs / run}", f"cache_dir={shared_cache}", "progress=false", *args]))
 
     paired_result = scored("pix2pix")
     m = paired_result["metrics"]

@@ -8,7 +8,7 @@ from torch import nn
 from gan_cli import UserError, registry
 from gan_cli.models.translation import (PatchDiscriminator, ResidualBlock, ResnetGenerator, UNetGenerator,
                                         receptive_field, score_map_side)
-from tests.conftest import compose_config
+from tests.conftest import compose_config, one_line
 
 W = 8  # narrow nets keep the file fast
 
@@ -208,11 +208,6 @@ def test_spectral_norm_on_every_patchgan_conv():
         PatchDiscriminator((3, 32, 32), spectral_norm="yes")
 
 
-def one_line(err) -> str:
-    message = str(err.value)
-    assert "\n" not in message
-    return message
-
 
 @pytest.mark.parametrize("shape", [(3, 48, 48), (3, 16, 16), (3, 32, 64), (1, 100, 100)])
 def test_unet_refuses_other_sides(shape):
@@ -261,7 +256,7 @@ def test_bad_norms_and_options_are_one_line_errors():
         assert word in one_line(err)
 
 
-@pytest.mark.parametrize("group,name", [("generator", "unet"), ("generator", "resnet"), ("discriminator", "patchgan")])
+@pytest.mark.parametrize("group,name", [("generator", "unet"), ("generator", "resnet_translation"), ("discriminator", "patchgan")])
 def test_conf_nodes_build_through_the_registry(group, name):
     """What tests/test_config.py's z -> x loop leaves to this file: every option in conf/ builds."""
     node = dict(compose_config(f"{group}={name}")[group])

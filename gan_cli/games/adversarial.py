@@ -23,8 +23,9 @@ class Adversarial(Game):
     name = "adversarial"
 
     def __init__(self, *, generator: dict, discriminator: dict, loss: dict, conditioning: dict, data, device,
-                 batch_size: int, n_critic: int = 1, num_classes: int | None = None):
+                 batch_size: int, n_critic: int = 1, num_classes: int | None = None, augment=None):
         super().__init__()
+        self.augment = augment  # a gan_cli.augment.DiffAugment for every image D sees, or None
         self.data, self.device, self.batch_size, self.n_critic = data, device, batch_size, n_critic
         self.names = {"generator": generator["name"], "discriminator": discriminator["name"], "loss": loss["name"]}
         # What G and D get besides z and x (a label, InfoGAN's codes, or nothing), and how they take it.
@@ -38,8 +39,10 @@ class Adversarial(Game):
         self._fakes = None  # (fake, condition) of the last D update, for G's update when reused
 
     def describe(self):
-        conditioning = "" if self.cond.name == "none" else f", {self.cond.name} conditioning"
-        return f"{self.names['generator']} G + {self.names['discriminator']} D ({self.names['loss']} loss{conditioning})"
+        extras = "" if self.cond.name == "none" else f", {self.cond.name} conditioning"
+        if self.augment is not None:
+            extras += f", DiffAugment {'+'.join(self.augment.names)}" + (", adaptive" if self.augment.adaptive else "")
+        return f"{self.names['generator']} G + {self.names['discriminator']} D ({self.names['loss']} loss{extras})"
 
     @property
     def z_dim(self) -> int:
@@ -71,6 +74,10 @@ class Adversarial(Game):
             fake = G(z) if c is None else G(z, c)
         return fake, c
 
+    def _seen(self, x):
+        """What D sees of a batch: the images themselves, or their augmented copies (trainer.augment)."""
+        return x if self.augment is None else self.augment(x)
+
     def loss(self, player, batch, nets, step):
         real, labels = batch
         cond, objective = self.cond, self.objective
@@ -78,8 +85,10 @@ class Adversarial(Game):
             # Only a fake that G's update reuses keeps its graph through G.
             fake, c = self._generate(nets["G"], labels, grad=self.reuse_fakes)
             self._fakes = (fake, c) if self.reuse_fakes else None
+            # Under augmentation D sees (and its penalty is taken on) augmented images only.
+            real, fake_seen = self._seen(real), self._seen(fake.detach())
             real_scores, real_head = cond.run_d(nets["D"], real, labels)
-            fake_scores, fake_head = cond.run_d(nets["D"], fake.detach(), c)
+            fake_scores, fake_head = cond.run_d(nets["D"], fake_seen, c)
             loss = objective.d_loss(real_scores, fake_scores)
             extra = cond.d_loss(real_head, labels, fake_head, c)  # ACGAN's classes, InfoGAN's codes
             if extra is not None:
@@ -87,18 +96,21 @@ class Adversarial(Game):
             # In float32 whatever the precision, through the bare D (double backward); the fakes share the
             # real batch's labels, so the interpolates have them too.
             with torch.autocast(self.device.type, enabled=False):
-                penalty = objective.penalty(cond.d_for_penalty(nets.plain("D"), labels), real, fake.detach())
+                penalty = objective.penalty(cond.d_for_penalty(nets.plain("D"), labels), real, fake_seen)
             if penalty is not None:
                 loss = loss + penalty
             stats = {"loss/D": loss.detach(), "D/real_score": real_scores.detach().float().mean(),
                      "D/fake_score": fake_scores.detach().float().mean()}
             if objective.critic:  # the critic's estimate of the Wasserstein distance
                 stats["critic/wasserstein"] = stats["D/real_score"] - stats["D/fake_score"]
+            if self.augment is not None:
+                self.augment.observe(real_scores)
+                stats.update(self.augment.stats())
             return loss, stats
         # G: through D, whose weights this update leaves alone.
         fake, c = self._fakes if self._fakes is not None else self._generate(nets["G"], labels, grad=True)
         self._fakes = None
-        scores, head = cond.run_d(nets["D"], fake, c)
+        scores, head = cond.run_d(nets["D"], self._seen(fake), c)
         loss = objective.g_loss(scores)
         extra = cond.g_loss(head, c)
         if extra is not None:
@@ -108,6 +120,13 @@ class Adversarial(Game):
     def after_update(self, player, nets):
         if player.name == "D":
             self.objective.after_d_step(nets.plain("D"))
+
+    def state_dict(self):
+        return {"augment": self.augment.state_dict()} if self.augment is not None else {}
+
+    def load_state_dict(self, state):
+        if self.augment is not None and "augment" in state:
+            self.augment.load_state_dict(state["augment"])
 
     def diagnostics(self, nets, batch):
         real, labels = batch

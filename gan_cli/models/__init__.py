@@ -85,6 +85,18 @@ def features(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def finish_scores(D: nn.Module, scores: torch.Tensor, h: torch.Tensor, pooled: torch.Tensor, y, head: bool):
+    """A D's score with its extra terms: the projection <embed(y), pooled features>, minibatch
+    discrimination's term on the features h, and (with head=True) the head's output on h."""
+    if D.class_input == "projection":
+        scores = scores + (D.embed(y) * pooled).sum(dim=1)
+    if D.batch_features is not None:
+        scores = scores + D.batch_features(h)
+    if head:
+        return scores, None if D.head is None else D.head(h)
+    return scores
+
+
 def one_hot_input(z: torch.Tensor, c, num_classes: int, code_dim: int) -> torch.Tensor:
     """z with the condition beside it: the one-hot label, or the code vector."""
     if num_classes:

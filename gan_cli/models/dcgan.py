@@ -13,7 +13,9 @@ from torch import nn
 
 from gan_cli import UserError
 from gan_cli.models import (CLASS_EMBED_DIM, CLASS_INPUTS_D, CLASS_INPUTS_G, ConditionalBatchNorm2d,
-                            apply_spectral_norm, check_condition, check_flag, features, head_for, one_hot_input)
+                            apply_spectral_norm, check_condition, check_flag, features, finish_scores, head_for,
+                            one_hot_input)
+from gan_cli.models.minibatch import MinibatchDiscrimination, MinibatchStddev, check_minibatch
 
 
 def _num_stages(shape, who: str) -> int:
@@ -120,10 +122,11 @@ class DCGANDiscriminator(nn.Module):
     """images -> one raw score each. Conditional (keyword-only, set by the conditioning): num_classes > 0
     with class_input concat (one-hot label maps beside the image channels) or projection (the score
     gains <embed(y), sum-pooled last features>); head = (classes,) for ACGAN or (categorical,
-    continuous) for InfoGAN's Q, on the flattened last features."""
+    continuous) for InfoGAN's Q, on the flattened last features. minibatch: see gan_cli/models/minibatch.py
+    (stddev goes in front of the last stride-2 conv, features on the flattened last features)."""
 
-    def __init__(self, shape, width: int = 64, norm: str = "batch", spectral_norm: bool = False, *,
-                 num_classes: int = 0, class_input: str = "none", head=()):
+    def __init__(self, shape, width: int = 64, norm: str = "batch", spectral_norm: bool = False,
+                 minibatch: str = "none", *, num_classes: int = 0, class_input: str = "none", head=()):
         super().__init__()
         if width < 1:
             raise UserError(f"discriminator width must be positive, got {width}")
@@ -139,9 +142,12 @@ class DCGANDiscriminator(nn.Module):
         # Input layer: no normalisation.
         layers = [nn.Conv2d(self.shape[0] + extra, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         channels = width
-        for _ in range(stages - 1):
+        self.minibatch = check_minibatch(minibatch)
+        for i in range(stages - 1):
+            stddev = self.minibatch == "stddev" and i == stages - 2
             layers += [
-                nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=norm == "none"),
+                *([MinibatchStddev()] if stddev else []),
+                nn.Conv2d(channels + stddev, channels * 2, 4, 2, 1, bias=norm == "none"),
                 *_norm_layer(norm, channels * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
@@ -151,12 +157,13 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.embed = nn.Embedding(num_classes, channels) if self.class_input == "projection" else None
         self.head = head_for(channels * 16, head)
+        self.batch_features = MinibatchDiscrimination(channels * 16) if self.minibatch == "features" else None
         init_dcgan_weights(self)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
         if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
-        self.plain = self.class_input == "none" and self.head is None
+        self.plain = self.class_input == "none" and self.head is None and self.batch_features is None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, head: bool = False):
         if self.plain:
@@ -168,10 +175,5 @@ class DCGANDiscriminator(nn.Module):
             maps = F.one_hot(y, self.num_classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, maps], dim=1)
         h = features(self.net, x)
-        scores = self.net[-1](h).flatten()
-        if self.class_input == "projection":
-            # Projection: the inner product of the class embedding with the features pooled over space.
-            scores = scores + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
-        if head:
-            return scores, None if self.head is None else self.head(h)
-        return scores
+        # Projection: the inner product of the class embedding with the features pooled over space.
+        return finish_scores(self, self.net[-1](h).flatten(), h, h.sum(dim=(2, 3)), y, head)

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli import UserError
-from gan_cli.models import (CLASS_INPUTS_D, apply_spectral_norm, check_condition, check_flag, features, head_for,
-                            one_hot_input)
+from gan_cli.models import (CLASS_INPUTS_D, apply_spectral_norm, check_condition, check_flag, features, finish_scores,
+                            head_for, one_hot_input)
+from gan_cli.models.minibatch import MinibatchDiscrimination, MinibatchStddev, check_minibatch
 
 
 def _check_hidden(hidden) -> list[int]:
@@ -29,8 +30,8 @@ class MLPGenerator(nn.Module):
         if z_dim < 1:
             raise UserError(f"generator z_dim must be positive, got {z_dim}")
         if num_classes and class_input == "cbn":
-            raise UserError("conditioning=projection needs class-conditional batch norm in G, which only the dcgan "
-                            "generator has; the mlp one takes labels with conditioning=cgan or acgan")
+            raise UserError("conditioning=projection needs class-conditional batch norm in G, which the dcgan and "
+                            "resnet generators have; the mlp one takes labels with conditioning=cgan or acgan")
         if num_classes:
             check_condition("generator", num_classes, class_input, ("concat",))
         self.shape, self.z_dim = tuple(shape), int(z_dim)
@@ -51,10 +52,11 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """data -> LeakyReLU(0.2) hidden layers -> one raw score per item. Conditional (keyword-only):
     class_input concat (one-hot label beside the flattened input) or projection (<embed(y), last
-    hidden layer> added to the score); head as for the dcgan D, on the last hidden layer."""
+    hidden layer> added to the score); head as for the dcgan D, on the last hidden layer. minibatch: see
+    gan_cli/models/minibatch.py (stddev goes in front of the last hidden layer, features on its output)."""
 
-    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0, spectral_norm: bool = False, *,
-                 num_classes: int = 0, class_input: str = "none", head=()):
+    def __init__(self, shape, hidden=(512, 512), dropout: float = 0.0, spectral_norm: bool = False,
+                 minibatch: str = "none", *, num_classes: int = 0, class_input: str = "none", head=()):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"discriminator dropout must be in [0, 1), got {dropout}")
@@ -64,8 +66,13 @@ class MLPDiscriminator(nn.Module):
         self.num_classes = int(num_classes)
         self.class_input = class_input if num_classes else "none"
         extra = self.num_classes if self.class_input == "concat" else 0
+        self.minibatch = check_minibatch(minibatch)
         layers, width = [nn.Flatten()], math.prod(self.shape) + extra
-        for h in _check_hidden(hidden):
+        hidden = _check_hidden(hidden)
+        for i, h in enumerate(hidden):
+            if self.minibatch == "stddev" and i == len(hidden) - 1:
+                layers.append(MinibatchStddev())
+                width += 1
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -74,9 +81,10 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.embed = nn.Embedding(num_classes, width) if self.class_input == "projection" else None
         self.head = head_for(width, head)
+        self.batch_features = MinibatchDiscrimination(width) if self.minibatch == "features" else None
         if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
-        self.plain = self.class_input == "none" and self.head is None
+        self.plain = self.class_input == "none" and self.head is None and self.batch_features is None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, head: bool = False):
         if self.plain:
@@ -87,9 +95,4 @@ class MLPDiscriminator(nn.Module):
         if self.class_input == "concat":
             x = torch.cat([x.flatten(1), F.one_hot(y, self.num_classes).to(x.dtype)], dim=1)
         h = features(self.net, x)
-        scores = self.net[-1](h).squeeze(1)
-        if self.class_input == "projection":
-            scores = scores + (self.embed(y) * h).sum(dim=1)
-        if head:
-            return scores, None if self.head is None else self.head(h)
-        return scores
+        return finish_scores(self, self.net[-1](h).squeeze(1), h, h, y, head)
