@@ -13,7 +13,7 @@ import torch
 from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
-from gan_cli.models import dcgan, mlp, progan, resnet, superres, translation
+from gan_cli.models import dcgan, mlp, progan, resnet, stylegan2, superres, translation
 
 
 def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
@@ -47,6 +47,7 @@ GENERATORS = {
     "dcgan": dcgan.DCGANGenerator,
     "resnet": resnet.ResNetGenerator,
     "progan": progan.ProGANGenerator,
+    "stylegan2": stylegan2.StyleGAN2Generator,
     "unet": translation.UNetGenerator,
     "resnet_translation": translation.ResnetGenerator,
     "srresnet": superres.SRResNet,
@@ -56,6 +57,7 @@ DISCRIMINATORS = {
     "dcgan": dcgan.DCGANDiscriminator,
     "resnet": resnet.ResNetDiscriminator,
     "progan": progan.ProGANDiscriminator,
+    "stylegan2": stylegan2.StyleGAN2Discriminator,
     "patchgan": translation.PatchDiscriminator,
     "srgan": superres.SRDiscriminator,
 }

@@ -75,14 +75,15 @@ def check_optimizer(node: dict) -> None:
 
 @torch.no_grad()
 def update_ema(ema, net, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * net, for the weights. Floating-point buffers are not averaged:
-    batch-norm statistics belong to the weights they were measured with, and the game recomputes the
-    copy's own (Game.refresh_statistics) before it draws or is saved. Integer buffers (a growing net's
-    level, a batch norm's counter) are copied: they are states, not estimates."""
+    """ema <- decay * ema + (1 - decay) * net, for the weights. Batch-norm statistics are left alone: they
+    belong to the weights they were measured with, and the game recomputes the copy's own
+    (Game.refresh_statistics) before it draws or is saved. Other buffers are states of the net that the
+    copy shares (a growing net's level, StyleGAN's running mean of w): they are copied."""
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
-    for kept, current in zip(ema.buffers(), net.buffers()):
-        if not current.is_floating_point():
-            kept.copy_(current)
+    for kept, current in zip(ema.modules(), net.modules()):
+        if not isinstance(current, torch.nn.modules.batchnorm._BatchNorm):
+            for a, b in zip(kept.buffers(recurse=False), current.buffers(recurse=False)):
+                a.copy_(b)
 
 
 def plain_config(cfg) -> dict:

@@ -65,8 +65,8 @@ def tiny_config(*overrides):
             cfg[part].width = 4
         if cfg[part].name in ("resnet_translation", "srresnet") and f"{part}.blocks" not in keys:
             cfg[part].blocks = 1
-        if cfg[part].name == "progan":
-            for key, value in (("width", 4), ("max_width", 8), ("z_dim", 8)):
+        if cfg[part].name in ("progan", "stylegan2"):
+            for key, value in (("width", 4), ("max_width", 8), ("z_dim", 8), ("w_dim", 8), ("mapping_layers", 2)):
                 if key in cfg[part] and f"{part}.{key}" not in keys:
                     cfg[part][key] = value
         if cfg[part].name == "resnet":

@@ -29,7 +29,7 @@ def test_help_lists_the_groups_and_their_options(tmp_path):
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
     groups = ("model: acgan, cgan, cyclegan, dcgan, gan, infogan, lsgan, pix2pix, progan, sngan, sngan_projection, "
-              "sngan_projection_resnet, sngan_resnet, srgan, srresnet, wgan, wgan_gp, wgan_gp_resnet",
+              "sngan_projection_resnet, sngan_resnet, srgan, srresnet, stylegan2, wgan, wgan_gp, wgan_gp_resnet",
               "conditioning: acgan, cgan, infogan, none, projection", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text
