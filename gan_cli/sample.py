@@ -5,7 +5,10 @@
     gan-sample ckpt=<run> mode=images n=50000 out=fakes  one PNG per sample, for gan-eval fake=fakes
     gan-sample ckpt=<run> mode=interpolate method=slerp steps=10   rows between pairs of z, PNG + GIF
     gan-sample ckpt=<run> mode=arithmetic a=[1,2,3] b=[4,5,6] c=[7,8,9]   DCGAN's vector arithmetic
-    gan-sample ckpt=<run> truncation=1.0                the truncation trick
+    gan-sample ckpt=<run> truncation=1.0                the truncation trick (in W for a style-based G)
+    gan-sample ckpt=<stylegan2 run> mode=mix            style mixing: coarse styles of one seed, fine of another
+    gan-sample ckpt=<stylegan2 run> mode=noise          the noise inputs' effect: same w, other noise; std map
+    gan-sample ckpt=<stylegan2 run> mode=interpolate space=w   rows between the w of two seeds
     gan-sample ckpt=<conditional run> class=3           samples of one class
     gan-sample ckpt=<conditional run> classes=[0,1,2]   one row per class, the same z down each column
     gan-sample ckpt=<infogan run> mode=traverse code=0  one continuous code varied, the others fixed
@@ -36,7 +39,8 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "translate", "upscale")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "mix", "noise", "translate", "upscale")
+NOISE_DRAWS = 32  # mode=noise: noise draws per seed behind the standard deviation map
 
 
 # --- latents -------------------------------------------------------------------------------------
@@ -103,6 +107,24 @@ def generate(G, z: torch.Tensor, batch_size: int, device, c: torch.Tensor | None
     return torch.cat(out)
 
 
+class InW:
+    """A style-based G drawing with the truncation trick in W: w_avg + psi (w - w_avg) in the first
+    `cutoff` layers (all when None), z itself untruncated."""
+
+    def __init__(self, G, psi: float, cutoff: int | None):
+        self.G, self.psi, self.cutoff, self.z_dim = G, psi, cutoff, G.z_dim
+
+    def ws(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G.ws(z, self.psi, self.cutoff)
+
+    def __call__(self, z, c=None, noise="random"):
+        return self.G.synthesis(self.ws(z), noise)
+
+
+def style_based(G) -> bool:
+    return hasattr(G, "ws") and hasattr(G, "synthesis")
+
+
 def chosen_classes(options: dict, cond) -> list[int] | None:
     """The classes asked for with class= or classes= (every class by default for a conditional G);
     None for a G that takes no class. InfoGAN's categorical code values count as its classes."""
@@ -158,8 +180,16 @@ def check_options(o: dict) -> None:
         raise UserError(f"unknown method '{o['method']}'; choose slerp or lerp")
     if o["truncation_mode"] not in ("resample", "shrink"):
         raise UserError(f"unknown truncation_mode '{o['truncation_mode']}'; choose resample or shrink")
-    if o["truncation"] is not None and (not isinstance(o["truncation"], (int, float)) or o["truncation"] <= 0):
+    if o["truncation"] is not None and (not isinstance(o["truncation"], (int, float)) or o["truncation"] < 0):
         raise UserError(f"truncation must be a number > 0 (or null), got {o['truncation']!r}")
+    cutoff = o["truncation_cutoff"]
+    if cutoff is not None and (not isinstance(cutoff, int) or isinstance(cutoff, bool) or cutoff < 1):
+        raise UserError(f"truncation_cutoff must be a number of layers >= 1 (or null: all), got {cutoff!r}")
+    if o["space"] not in ("z", "w"):
+        raise UserError(f"unknown space '{o['space']}'; choose z or w")
+    if not isinstance(o["mix_layer"], int) or isinstance(o["mix_layer"], bool) or o["mix_layer"] < 1:
+        raise UserError(f"mix_layer must be the first layer (>= 1) whose styles come from the column seed, got "
+                        f"{o['mix_layer']!r}")
     positive_int(o, "n", "nrow", "pairs", "batch_size", "frame_ms")
     if o["class"] is not None and o["classes"] is not None:
         raise UserError("give class= (one class) or classes= (a list), not both")
@@ -197,11 +227,27 @@ def sample(options: dict) -> list[Path]:
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))
     mode, bs = options["mode"], options["batch_size"]
+    style = style_based(G)
+    if (mode in ("mix", "noise") or options["space"] == "w") and not style:
+        what = f"mode={mode}" if mode in ("mix", "noise") else "space=w"
+        raise UserError(f"{what} needs a style-based G (model=stylegan2); this checkpoint's G is "
+                        f"{loaded.config['generator']['name']}")
+    if options["truncation"] == 0 and not style:
+        raise UserError("truncation must be a number > 0 (or null), got 0 (only a style-based G takes psi = 0: "
+                        "w_avg)")
+    if style:
+        # psi acts in W: z is drawn untruncated and G pulls w towards its running mean.
+        psi = 1.0 if options["truncation"] is None else float(options["truncation"])
+        G = InW(G, psi, options["truncation_cutoff"])
+        if mode in ("mix", "noise"):
+            return styles_figure(G, mode, options, seeds, run_dir, device)
+        options = {**options, "truncation_w": options["truncation"], "truncation": None}
     toy = len(data.shape) == 1
     log.info("%s of %s (step %d) on %s", which, path, state["step"], device)
     tag = f"seeds{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed{seeds[0]}"
-    if options["truncation"] is not None:
-        tag += f"-trunc{options['truncation']:g}"
+    psi_shown = options["truncation"] if options.get("truncation_w") is None else options["truncation_w"]
+    if psi_shown is not None:
+        tag += f"-trunc{psi_shown:g}"
     classes = chosen_classes(options, cond)
     if classes is not None and (options["class"] is not None or options["classes"] is not None):
         tag += "-class" + "_".join(str(k) for k in classes)
@@ -263,15 +309,23 @@ def sample(options: dict) -> list[Path]:
         for i in range(0, len(ends) - 1, 2):
             z0, z1 = latent(ends[i], G.z_dim, options["truncation"], options["truncation_mode"]), \
                 latent(ends[i + 1], G.z_dim, options["truncation"], options["truncation_mode"])
+            if options["space"] == "w":  # a straight line between the two w (every layer's), as the paper
+                with torch.no_grad():
+                    w0, w1 = G.ws(torch.stack([z0, z1]).to(device)).cpu()
+                ws = torch.lerp(w0[None], w1[None], t[:, None, None].to(w0.dtype))
+                rows.append(torch.cat([G.G.synthesis(ws[k:k + bs].to(device)).float().cpu()
+                                       for k in range(0, len(ws), bs)]))
+                continue
             # The class (and InfoGAN's codes: those of the first end) stay fixed along a row.
             row_label = labels_for([0], i // 2)
             c = condition(cond, None if row_label is None else row_label * len(t), [ends[i]] * len(t), G.z_dim,
                           options)
             rows.append(generate(G, path_fn(z0, z1, t), bs, device, c))
         frames = torch.stack(rows)  # pairs x steps x C x H x W
-        stem = f"interpolate-{options['method']}-seeds{ends[0]}-{ends[-1]}"
-        if options["truncation"] is not None:
-            stem += f"-trunc{options['truncation']:g}"
+        method = "lerp-w" if options["space"] == "w" else options["method"]
+        stem = f"interpolate-{method}-seeds{ends[0]}-{ends[-1]}"
+        if psi_shown is not None:
+            stem += f"-trunc{psi_shown:g}"
         target = default_out(run_dir, options, stem, ".png")
         plots.save_png(plots.image_grid(frames.flatten(0, 1), nrow=options["steps"]), target)
         # The GIF: one frame per step, each showing every pair at that point of the way.
@@ -425,6 +479,50 @@ def upscale(loaded, options, run_dir, device) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8_hwc(image)).save(target)
     return [folder]
+
+
+@torch.no_grad()
+def styles_figure(G: InW, mode: str, options: dict, seeds, run_dir: Path, device) -> list[Path]:
+    """mode=mix: the style-mixing figure. Rows: `pairs` seeds giving the coarse styles (layers before
+    mix_layer); columns: `nrow` further seeds giving the rest. Top row and left column: the seeds' own
+    images; cell (r, c): row r's coarse and column c's fine styles. The noise is fixed, so only the styles
+    change. mode=noise: per seed (`pairs` rows) the image without noise, four with fresh noise, and the
+    per-pixel standard deviation over 32 noise draws (white = most)."""
+    if options["seeds"] is None:
+        seeds = list(range(options["seed"], options["seed"] + options["pairs"] + options["nrow"]))
+    rows_n = min(options["pairs"], len(seeds))
+    z = latents(seeds, G.z_dim, options).to(device)
+    ws = G.ws(z)
+    synthesis = G.G.synthesis
+    psi = "" if G.psi == 1 else f"-trunc{G.psi:g}"
+    if mode == "mix":
+        if len(seeds) <= rows_n:
+            raise UserError(f"mode=mix needs more seeds than its {rows_n} rows (the columns come after them)")
+        if options["mix_layer"] >= G.G.num_ws:
+            raise UserError(f"mix_layer must be below this G's {G.G.num_ws} layers of styles, got "
+                            f"{options['mix_layer']}")
+        rows, columns = ws[:rows_n], ws[rows_n:]
+        own = synthesis(ws, noise="const").float().cpu()
+        blank = torch.ones_like(own[0])
+        tiles = [blank, *own[rows_n:]]
+        for r in range(rows_n):
+            mixed = G.G.mix(rows[r:r + 1].expand(len(columns), -1, -1), columns, options["mix_layer"])
+            tiles += [own[r], *synthesis(mixed, noise="const").float().cpu()]
+        stem = f"mix-layer{options['mix_layer']}-seeds{seeds[0]}-{seeds[-1]}{psi}"
+        target = default_out(run_dir, options, stem, ".png")
+        plots.save_png(plots.image_grid(torch.stack(tiles), nrow=len(columns) + 1), target)
+        return [target]
+    tiles = []
+    for r in range(rows_n):
+        w = ws[r:r + 1]
+        draws = synthesis(w.expand(NOISE_DRAWS, -1, -1), noise="random").float().cpu()
+        std = draws.std(dim=0).mean(dim=0, keepdim=True)
+        std_map = (std / std.max().clamp_min(1e-8)) * 2 - 1
+        tiles += [synthesis(w, noise="none").float().cpu()[0], *draws[:4],
+                  std_map.expand(draws.shape[1], -1, -1)]
+    target = default_out(run_dir, options, f"noise-seeds{seeds[0]}-{seeds[rows_n - 1]}{psi}", ".png")
+    plots.save_png(plots.image_grid(torch.stack(tiles), nrow=6), target)
+    return [target]
 
 
 def traverse(G, cond, options, seeds, run_dir, device) -> list[Path]:

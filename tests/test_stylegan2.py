@@ -128,3 +128,41 @@ def test_bad_settings_are_one_line_errors():
                               ("game.pl_weight=-1", "pl_weight"), ("generator.style_mixing=2", "style_mixing")):
         with pytest.raises(UserError, match=message):
             game_of(override)
+
+
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("stylegan2") / "run"
+    train(tiny_config("model=stylegan2", "trainer.steps=2"), run)
+    return run
+
+
+def sampled(*args):
+    from gan_cli.options import parse
+    from gan_cli.sample import sample
+
+    return sample(parse(list(args), "sample"))
+
+
+def test_gan_sample_draws_the_mixing_noise_and_w_figures(style_run, tmp_path):
+    from PIL import Image
+
+    (mix,) = sampled(f"ckpt={style_run}", "mode=mix", "pairs=2", "nrow=3", "mix_layer=2", f"out={tmp_path / 'mix'}")
+    side = 16 + 2  # tiles of 16 pixels and 2 of padding
+    assert Image.open(mix).size == (4 * side + 2, 3 * side + 2)  # (columns + 1) x (rows + 1) tiles
+    (noise,) = sampled(f"ckpt={style_run}", "mode=noise", "pairs=2", f"out={tmp_path / 'noise'}")
+    assert Image.open(noise).size == (6 * side + 2, 2 * side + 2)  # no noise, four draws, the std map
+    png, gif = sampled(f"ckpt={style_run}", "mode=interpolate", "space=w", "steps=3", "pairs=1", "truncation=0.5",
+                       "truncation_cutoff=2", f"out={tmp_path / 'w'}")
+    assert png.is_file() and gif.is_file()
+    (psi0,) = sampled(f"ckpt={style_run}", "truncation=0", "n=4", f"out={tmp_path / 'psi0'}")
+    assert psi0.is_file()
+
+
+def test_style_modes_need_a_style_based_g(tmp_path):
+    train(tiny_config("trainer.steps=1"), tmp_path / "dcgan")
+    for args, message in ((["mode=mix"], "mode=mix needs a style-based G"),
+                          (["mode=interpolate", "space=w"], "space=w needs a style-based G"),
+                          (["truncation=0"], "only a style-based G takes psi = 0")):
+        with pytest.raises(UserError, match=message):
+            sampled(f"ckpt={tmp_path / 'dcgan'}", *args)

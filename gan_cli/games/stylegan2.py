@@ -31,7 +31,8 @@ class StyleGAN2(Adversarial):
 
     def __init__(self, *, r1_gamma=None, r1_every: int = 16, pl_weight=None, pl_every: int = 4, **kwargs):
         if len(kwargs["data"].shape) != 3:
-            raise UserError("game=stylegan2 draws images; this data set holds points (use model=gan, wgan, ... on toy2d)")
+            raise UserError("game=stylegan2 draws images; this data set holds points (use model=gan, wgan, ... "
+                            "on toy2d)")
         super().__init__(**kwargs)
         if not isinstance(self.nets["G"], StyleGAN2Generator):
             raise UserError("game=stylegan2 needs the style-based G: use generator=stylegan2 (or model=stylegan2)")
