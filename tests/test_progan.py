@@ -147,3 +147,17 @@ def test_the_drift_term_adds_epsilon_times_the_mean_square_real_score():
     assert drifting.d_loss(real, fake) == pytest.approx(plain.d_loss(real, fake).item() + 0.001 * 2.5)
     with pytest.raises(UserError, match="drift"):
         WassersteinGP(drift=-1)
+
+
+def test_g_ema_follows_the_level_without_reading_it_at_every_forward_pass():
+    import copy
+
+    from gan_cli.train import update_ema
+
+    G, _ = nets()
+    G.grow(1, 0.5)
+    ema = copy.deepcopy(G)
+    G.grow(2, 0.25)
+    assert ema.growth() == (1, 0.5)
+    update_ema(ema, G, 0.9)  # copies the buffers: the copy reads them once
+    assert ema.growth() == (2, 0.25) and ema(torch.randn(2, 8), native=True).shape[-1] == 16

@@ -56,16 +56,29 @@ class Growing(nn.Module):
         self.last = last
         self.register_buffer("level", torch.tensor(last))
         self.register_buffer("alpha_q", torch.tensor(ALPHA_ONE))
+        self._cache = None  # ((buffer versions), (level, alpha)): a forward pass need not read the device
+
+    def _versions(self) -> tuple[int, int]:
+        return self.level._version, self.alpha_q._version
 
     def grow(self, level: int, alpha: float) -> None:
         if not 0 <= level <= self.last:
             raise ValueError(f"level {level} outside 0..{self.last}")
+        alpha_q = round(min(max(alpha, 0.0), 1.0) * ALPHA_ONE)
         self.level.fill_(level)
-        self.alpha_q.fill_(round(min(max(alpha, 0.0), 1.0) * ALPHA_ONE))
+        self.alpha_q.fill_(alpha_q)
+        self._cache = (self._versions(), (level, alpha_q / ALPHA_ONE))
+
+    def growth(self) -> tuple[int, float]:
+        """(level, alpha); read from the buffers only when they changed other than by grow() (loaded from a
+        checkpoint, copied into G_ema)."""
+        if self._cache is None or self._cache[0] != self._versions():
+            self._cache = (self._versions(), (int(self.level), int(self.alpha_q) / ALPHA_ONE))
+        return self._cache[1]
 
     @property
     def alpha(self) -> float:
-        return int(self.alpha_q) / ALPHA_ONE
+        return self.growth()[1]
 
 
 def unconditional(who: str, **condition) -> None:
@@ -92,7 +105,7 @@ class ProGANGenerator(Growing):
         self.maps = maps
 
     def forward(self, z: torch.Tensor, c=None, native: bool = False) -> torch.Tensor:
-        level, alpha = int(self.level), self.alpha
+        level, alpha = self.growth()
         x = self.norm(leaky(self.dense(self.norm(z)).view(z.shape[0], -1, 4, 4)))
         x = self.norm(leaky(self.first(x)))
         previous = x
@@ -131,7 +144,7 @@ class ProGANDiscriminator(Growing):
         return F.avg_pool2d(leaky(conv2(leaky(conv1(x)))), 2)
 
     def forward(self, x: torch.Tensor, y=None, head: bool = False):
-        level, alpha = int(self.level), self.alpha
+        level, alpha = self.growth()
         side = 4 * 2 ** level
         if x.shape[-1] != side:
             x = F.adaptive_avg_pool2d(x, side)
