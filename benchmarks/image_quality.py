@@ -54,8 +54,9 @@ MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-pn
 VARIANTS = {
     "diffaug": ["trainer.augment=[color,translation,cutout]"],  # DiffAugment's policy for CIFAR-10 and small sets
     "adaptive": ["trainer.augment=[color,translation,cutout]", "trainer.augment_target=0.6"],
-    # ResNet nets narrowed to 32 maps in G and D (the presets: 256 and 128), so that a CPU budget buys
-    # hundreds of steps rather than tens (2.3 against about 50 CPU seconds per G step at 32x32, batch 64).
+    # ResNet (or progan, stylegan2) nets narrowed to 32 maps in G and D (the presets: 256 and 128, or 512), so
+    # that a CPU budget buys hundreds of steps rather than tens (sngan_resnet at 32x32, batch 64: 2.3 CPU s
+    # per G step narrowed).
     "w32": ["generator.width=32", "generator.max_width=32", "discriminator.width=32", "discriminator.max_width=32"],
 }
 

@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, into one Markdown file with tables and plots.
 
-    make bench          = python benchmarks/run_all.py           about 7 hours on a 2-core CPU
+    make bench          = python benchmarks/run_all.py           about 9 hours on a 2-core CPU
     make bench-quick    = python benchmarks/run_all.py --quick   a few minutes: short runs, to check that all works
 
 The full run writes benchmarks/results.md (sections and pictures in benchmarks/results/); the quick
@@ -20,7 +20,8 @@ Each section is written by its own script, which can also be run alone (see thei
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
-                     and a third for DiffAugment on and off with DCGAN, SN-GAN and ResNet nets
+                     a third for DiffAugment on and off with DCGAN, SN-GAN and ResNet nets, and a
+                     fourth for ProGAN and StyleGAN2 beside DCGAN
 
 The toy2d runs take hours (every preset, two mixtures, three seeds, up to 20,000 steps each). A run is
 stored in results/toy2d_runs.jsonl with a hash of its composed config and is reused while that hash
@@ -48,6 +49,8 @@ CONDITIONAL, CONDITIONAL_BUDGET = ["acgan", "sngan_projection"], "1500"
 # DiffAugment on and off for DCGAN, SN-GAN and SN-GAN's ResNet nets (narrowed to 32 maps for a CPU budget).
 REAL_NETS = ["dcgan", "dcgan+diffaug", "sngan", "sngan+diffaug", "sngan_resnet+w32", "sngan_resnet+w32+diffaug"]
 REAL_NETS_BUDGET = "1500"
+# ProGAN and StyleGAN2 (narrowed to 32 maps) beside DCGAN at the same CPU budget.
+GROWN = ["dcgan", "progan+w32", "stylegan2+w32"]
 
 
 def sections(quick: bool, out: Path, fresh: bool):
@@ -66,8 +69,9 @@ def sections(quick: bool, out: Path, fresh: bool):
                    *(["--fresh"] if fresh else [])]
             yield f"toy2d, {steps} steps", cmd, out / f"toy2d_modes_{steps}_steps.md"
         for value in ("stddev", "features"):  # do minibatch layers lift the n_critic = 5 presets' rows?
-            cmd = [py, HERE / "toy2d_modes.py", "--steps", "2000", "--presets", "wgan", "wgan_gp", "sngan", "--jobs", "2",
-                   "--set", f"discriminator.minibatch={value}", "--out", out, *(["--fresh"] if fresh else [])]
+            cmd = [py, HERE / "toy2d_modes.py", "--steps", "2000", "--presets", "wgan", "wgan_gp", "sngan",
+                   "--jobs", "2", "--set", f"discriminator.minibatch={value}", "--out", out,
+                   *(["--fresh"] if fresh else [])]
             yield f"toy2d, 2000 steps, minibatch {value}", cmd, out / f"toy2d_modes_2000_steps_{value}.md"
         yield "FID floor", [py, HERE / "fid_floor.py", "--out", out / "fid_floor.md"], out / "fid_floor.md"
     yield "image quality", [py, HERE / "image_quality.py", *q, "--out", out / "image_quality.md"], out / "image_quality.md"
@@ -77,6 +81,9 @@ def sections(quick: bool, out: Path, fresh: bool):
     cmd = [py, HERE / "image_quality.py", *(q or ["--budget", REAL_NETS_BUDGET]), "--presets", *REAL_NETS,
            "--title", "ResNet nets and DiffAugment after a longer CPU budget", "--out", out / "real_nets.md"]
     yield "ResNet nets and DiffAugment", cmd, out / "real_nets.md"
+    cmd = [py, HERE / "image_quality.py", *(q or ["--budget", REAL_NETS_BUDGET]), "--presets", *GROWN,
+           "--title", "ProGAN and StyleGAN2 beside DCGAN", "--out", out / "progan_stylegan2.md"]
+    yield "ProGAN and StyleGAN2", cmd, out / "progan_stylegan2.md"
     yield "image-to-image translation", [py, HERE / "translation.py", *q, "--out", out / "translation.md"], \
         out / "translation.md"
     yield "super-resolution", [py, HERE / "superres.py", *q, "--out", out / "superres.md"], out / "superres.md"
