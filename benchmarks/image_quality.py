@@ -171,6 +171,8 @@ def main():
     if args.quick:
         args.budget, args.data = 10, ["digits"]
     command = "python benchmarks/image_quality.py" + (" --quick" if args.quick else f" --budget {args.budget:g}")
+    if args.data != ["digits", "mnist"] and not args.quick:
+        command += " --data " + " ".join(args.data)
     if args.presets != PRESETS:
         command += " --presets " + " ".join(args.presets)
     notes = []
