@@ -53,6 +53,9 @@ def check_trainer(t: dict) -> None:
             raise UserError(f"trainer.{key} must be a non-negative integer (0 = off), got {t[key]!r}")
     if not isinstance(t["g_ema"], (int, float)) or not 0 <= t["g_ema"] < 1:
         raise UserError(f"trainer.g_ema must be in [0, 1) (0 = off, 0.999 is typical), got {t['g_ema']!r}")
+    rampup = t["g_ema_rampup"]
+    if isinstance(rampup, bool) or not isinstance(rampup, (int, float)) or rampup < 0:
+        raise UserError(f"trainer.g_ema_rampup must be a number >= 0 (0 = off, 0.05 is StyleGAN2's), got {rampup!r}")
     if t["eval_metric"] not in EVAL_METRICS:
         raise UserError(f"unknown trainer.eval_metric '{t['eval_metric']}'; choose one of: {', '.join(EVAL_METRICS)}")
     need = minimum_samples(t["eval_metric"])  # the evaluator's IS takes 10 splits, precision/recall k = 3
@@ -84,6 +87,15 @@ def update_ema(ema, net, decay: float) -> None:
         if not isinstance(current, torch.nn.modules.batchnorm._BatchNorm):
             for a, b in zip(kept.buffers(recurse=False), current.buffers(recurse=False)):
                 a.copy_(b)
+
+
+def ema_decay(decay: float, rampup: float, step: int) -> float:
+    """G_ema's decay at G step `step` (1, 2, ...). With a ramp-up r > 0 the average's half-life is at most
+    r * step steps, so it forgets the initial weights as fast as training moves away from them (StyleGAN2-ADA's
+    ema_rampup, there counted in images: the same thing at a fixed batch size): min(decay, 0.5^(1 / (r step)))."""
+    if not rampup:
+        return decay
+    return min(decay, 0.5 ** (1.0 / (rampup * step)))
 
 
 def plain_config(cfg) -> dict:
@@ -163,7 +175,8 @@ def resumed_config(saved: dict, overrides, choices: dict | None = None) -> dict:
 # Trainer keys added after the first checkpoints were written, with the values those runs had.
 LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False, "eval_every": 0,
                       "eval_metric": "fid", "eval_samples": 2000, "augment": [], "augment_p": 1.0,
-                      "augment_target": None, "augment_speed": 100_000}
+                      "augment_target": None, "augment_speed": 100_000,
+                      "g_ema_rampup": 0.0}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -486,7 +499,7 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
                 stats.update(player_stats)
             for name, source in game.ema().items():
                 if name in ema:
-                    update_ema(ema[name], game.nets[source], t["g_ema"])
+                    update_ema(ema[name], game.nets[source], ema_decay(t["g_ema"], t["g_ema_rampup"], step))
             guard.track(step, losses)
 
             bar.update(1)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_cli import UserError, checkpoint
-from gan_cli.train import train, update_ema
+from gan_cli.train import ema_decay, train, update_ema
 from tests.conftest import options_of_models, tiny_config
 
 
@@ -104,8 +104,26 @@ def test_g_ema_is_kept_and_resumed(tmp_path):
     assert checkpoint.load(tmp_path / "off")["ema"] == {}
 
 
+def test_ema_ramp_up_caps_the_half_life_at_a_share_of_the_steps(tmp_path):
+    assert ema_decay(0.999, 0.0, 5) == 0.999  # off
+    for step in (1, 10, 100):  # the half-life, in steps, is 5 % of the steps so far
+        assert ema_decay(0.999, 0.05, step) ** (0.05 * step) == pytest.approx(0.5)
+    assert ema_decay(0.999, 0.05, 100_000) == 0.999  # until it reaches the set decay
+    # A short run's G_ema is close to G rather than to G's first weights.
+    for name, rampup in (("plain", 0.0), ("ramped", 0.05)):
+        train(tiny_config("trainer.g_ema=0.999", f"trainer.g_ema_rampup={rampup}", "trainer.steps=4"), tmp_path / name)
+    distance = {}
+    for name in ("plain", "ramped"):
+        state = checkpoint.load(tmp_path / name)
+        G, ema = state["nets"]["G"], state["ema"]["G_ema"]
+        weights = [k for k in G if "running" not in k and "num_batches" not in k]  # not BN's statistics
+        distance[name] = sum((ema[k] - G[k]).norm() for k in weights)
+    assert distance["ramped"] < 0.05 * distance["plain"]
+
+
 @pytest.mark.parametrize("override,message", [
     ("trainer.g_ema=1.5", "trainer.g_ema must be in"),
+    ("trainer.g_ema_rampup=-1", "trainer.g_ema_rampup must be a number >= 0"),
     ("trainer.batch_size=0", "trainer.batch_size must be a positive integer"),
     ("trainer.n_critic=0", "trainer.n_critic must be a positive integer"),
     ("trainer.device=tpu", "unknown trainer.device 'tpu'"),
