@@ -108,8 +108,9 @@ def eval_options(half_b, count, cache, out, per_class=False):
             f"metrics={metrics}", f"out={out}"]
 
 
-def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads):
-    """Calibrate, train for the budget, score; in a process of its own with `threads` threads."""
+def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None):
+    """Calibrate, train for the budget, score; in a process of its own with `threads` threads. The run
+    folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`."""
     from gan_cli.train import train
 
     torch.set_num_threads(threads)
@@ -128,7 +129,7 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
             k *= 4
         per_step = max(extra, 1e-3) / k
     steps = max(1, int(budget / per_step))
-    run_dir = work / f"{data}-{preset}"
+    run_dir = (keep or work) / f"{data}-{preset}"
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     result = train(compose(run_overrides(preset, data, mnist_root, steps)), run_dir)
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
@@ -166,6 +167,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
     parser.add_argument("--out", type=Path, default=RESULTS / "image_quality.md")
+    parser.add_argument("--keep", type=Path, help="keep the run folders (checkpoints, grids) under this folder")
     parser.add_argument("--title", default="Sample quality after a fixed CPU budget", help="the section heading")
     args = parser.parse_args()
     if args.quick:
@@ -205,7 +207,8 @@ def main():
             floors[data] = (metrics, accuracy, count, time.perf_counter() - start)
             print(f"{data}: floor FID {metrics['fid']:.3f} ({count} images a side, classifier "
                   f"{100 * accuracy:.1f}%)", flush=True)
-            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1) for preset in args.presets]
+            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1, args.keep)
+                     for preset in args.presets]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in as_completed([pool.submit(run_one, *job) for job in jobs]):
                 row = future.result()

@@ -6,6 +6,7 @@
     gan-sample ckpt=<run> mode=interpolate method=slerp steps=10   rows between pairs of z, PNG + GIF
     gan-sample ckpt=<run> mode=arithmetic a=[1,2,3] b=[4,5,6] c=[7,8,9]   DCGAN's vector arithmetic
     gan-sample ckpt=<run> truncation=1.0                the truncation trick (in W for a style-based G)
+    gan-sample ckpt=<run> mode=truncation              one row per psi (1 down to 0 in W), the same seeds in every row
     gan-sample ckpt=<stylegan2 run> mode=mix            style mixing: coarse styles of one seed, fine of another
     gan-sample ckpt=<stylegan2 run> mode=noise          the noise inputs' effect: same w, other noise; std map
     gan-sample ckpt=<stylegan2 run> mode=interpolate space=w   rows between the w of two seeds
@@ -39,7 +40,8 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "mix", "noise", "translate", "upscale")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "truncation", "mix", "noise", "translate",
+         "upscale")
 NOISE_DRAWS = 32  # mode=noise: noise draws per seed behind the standard deviation map
 
 
@@ -185,6 +187,10 @@ def check_options(o: dict) -> None:
     cutoff = o["truncation_cutoff"]
     if cutoff is not None and (not isinstance(cutoff, int) or isinstance(cutoff, bool) or cutoff < 1):
         raise UserError(f"truncation_cutoff must be a number of layers >= 1 (or null: all), got {cutoff!r}")
+    psis = o["truncations"]
+    if psis is not None and (not isinstance(psis, (list, tuple)) or not psis or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in psis)):
+        raise UserError(f"truncations must be a list of numbers >= 0, e.g. [1,0.7,0.5,0], got {psis!r}")
     if o["space"] not in ("z", "w"):
         raise UserError(f"unknown space '{o['space']}'; choose z or w")
     if not isinstance(o["mix_layer"], int) or isinstance(o["mix_layer"], bool) or o["mix_layer"] < 1:
@@ -235,6 +241,8 @@ def sample(options: dict) -> list[Path]:
     if options["truncation"] == 0 and not style:
         raise UserError("truncation must be a number > 0 (or null), got 0 (only a style-based G takes psi = 0: "
                         "w_avg)")
+    if mode == "truncation" and len(data.shape) > 1:
+        return truncation_figure(G, cond, options, seeds, run_dir, device)
     if style:
         # psi acts in W: z is drawn untruncated and G pulls w towards its running mean.
         psi = 1.0 if options["truncation"] is None else float(options["truncation"])
@@ -522,6 +530,38 @@ def styles_figure(G: InW, mode: str, options: dict, seeds, run_dir: Path, device
                   std_map.expand(draws.shape[1], -1, -1)]
     target = default_out(run_dir, options, f"noise-seeds{seeds[0]}-{seeds[rows_n - 1]}{psi}", ".png")
     plots.save_png(plots.image_grid(torch.stack(tiles), nrow=6), target)
+    return [target]
+
+
+def truncation_figure(G, cond, options: dict, seeds, run_dir: Path, device) -> list[Path]:
+    """mode=truncation: the truncation trick's trade of variety for typicality. One row per psi in
+    `truncations` (default 1, 0.8, ..., 0.2 and, for a style-based G, 0: w_avg itself), the same `nrow`
+    seeds in every column. A style-based G truncates in W (`truncation_cutoff` applies; the noise inputs
+    are held fixed); any other G in z
+    (`truncation_mode`: resample or shrink). A conditional G draws class= (default: the first class)."""
+    style = style_based(G)
+    psis = options["truncations"] or ([1.0, 0.8, 0.6, 0.4, 0.2] + ([0.0] if style else []))
+    if not style and 0 in psis:
+        raise UserError("truncations: psi = 0 needs a style-based G (it draws w_avg); in z every psi must be > 0")
+    columns = seeds[:options["nrow"]]
+    classes = chosen_classes(options, cond)
+    labels = None if classes is None else [classes[0]] * len(columns)
+    rows = []
+    for psi in psis:
+        if style:
+            z = latents(columns, G.z_dim, {**options, "truncation": None})  # z untruncated: psi acts in W
+            in_w = InW(G, float(psi), options["truncation_cutoff"])
+            # The noise inputs held fixed, so that a row changes only by psi (and psi = 0 is one image).
+            rows.append(generate(lambda zi, c=None: in_w(zi, noise="const"), z, options["batch_size"], device))
+        else:
+            at_psi = {**options, "truncation": float(psi)}
+            rows.append(generate(G, latents(columns, G.z_dim, at_psi), options["batch_size"], device,
+                                 condition(cond, labels, columns, G.z_dim, at_psi)))
+    where = "w" if style else "z"
+    stem = f"truncation-{where}-seeds{columns[0]}-{columns[-1]}" + ("" if labels is None else f"-class{labels[0]}")
+    target = default_out(run_dir, options, stem, ".png")
+    grid = plots.image_grid(torch.cat(rows), nrow=len(columns))
+    plots.save_png(plots.label_rows(grid, [f"psi={psi:g}" for psi in psis], margin=56), target)
     return [target]
 
 

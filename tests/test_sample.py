@@ -127,6 +127,16 @@ def test_arithmetic_figure(run, tmp_path):
     assert Image.open(figure).size == (44 + 4 * 18 + 2, 4 * 18 + 2)  # a margin for the row labels
 
 
+def test_truncation_figure_in_z(run, tmp_path):
+    (figure,) = go(f"ckpt={run}", "mode=truncation", "truncations=[2,0.5,0.1]", "nrow=4",
+                   f"out={tmp_path / 'psi.png'}")
+    assert Image.open(figure).size == (56 + 4 * 18 + 2, 3 * 18 + 2)  # a row per psi, labelled
+    with pytest.raises(UserError, match="psi = 0 needs a style-based G"):
+        go(f"ckpt={run}", "mode=truncation", "truncations=[1,0]")
+    with pytest.raises(UserError, match="truncations must be a list of numbers"):
+        go(f"ckpt={run}", "mode=truncation", "truncations=[1,-1]")
+
+
 def test_toy2d_checkpoint_gives_a_scatter_and_the_points(tmp_path):
     train(tiny_config("model=gan", "dataset=toy2d"), tmp_path / "run")
     png, npy = go(f"ckpt={tmp_path / 'run'}", "n=300", f"out={tmp_path / 'points.png'}")

@@ -159,6 +159,20 @@ def test_gan_sample_draws_the_mixing_noise_and_w_figures(style_run, tmp_path):
     assert psi0.is_file()
 
 
+def test_the_truncation_figure_ends_at_the_mean_w(style_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (figure,) = sampled(f"ckpt={style_run}", "mode=truncation", "nrow=3", "truncations=[1,0]",
+                        f"out={tmp_path / 'psi'}")
+    image, side, margin = np.asarray(Image.open(figure).convert("L")), 16 + 2, 56
+    assert image.shape == (2 * side + 2, margin + 3 * side + 2)
+    tiles = [[image[2 + r * side:(r + 1) * side, margin + 2 + c * side:margin + (c + 1) * side] for c in range(3)]
+             for r in range(2)]
+    assert all(np.array_equal(tiles[1][0], t) for t in tiles[1])  # psi = 0: w_avg for every seed
+    assert not np.array_equal(tiles[0][0], tiles[0][1])  # psi = 1: the seeds' own images
+
+
 def test_style_modes_need_a_style_based_g(tmp_path):
     train(tiny_config("trainer.steps=1"), tmp_path / "dcgan")
     for args, message in ((["mode=mix"], "mode=mix needs a style-based G"),
