@@ -122,6 +122,32 @@ def test_the_demos_need_nothing_and_carry_the_digit_labels():
     assert len(p.test()["A"]) == len(u.test()["A"]) == 269  # 15 % of the 1,797 digits held out
 
 
+def test_the_photo_demo_blends_other_digits_into_photo_patches(monkeypatch):
+    import types
+
+    import sklearn.datasets
+
+    from gan_cli.data.translation import digit_images, photo_digits
+
+    u = unpaired(batch_size=8, demo="photo", **CPU)
+    a, b, labels_a, labels_b = u.next()
+    assert a.shape == b.shape == (8, 3, 32, 32) and "digits on photos" in u.name
+    assert torch.equal(a[:, 0], a[:, 1])  # the handwritten side is grey, in three channels
+    assert (b[:, 0] - b[:, 1]).abs().mean() > 0.05  # the other side is in colour
+    # MNIST-M's recipe by hand, on a photo of one colour: |colour - digit| per channel.
+    flat = np.empty((50, 60, 3), dtype=np.uint8)
+    flat[:] = (10, 100, 200)
+    monkeypatch.setattr(sklearn.datasets, "load_sample_images", lambda: types.SimpleNamespace(images=[flat]))
+    grey, coloured, labels = photo_digits.__wrapped__(32)
+    digits = digit_images(32)[0].to(torch.int16)
+    expected = (torch.tensor([10, 100, 200], dtype=torch.int16)[None, :, None, None] - digits).abs()
+    assert torch.equal(grey, digit_images(32)[0]) and torch.equal(coloured.to(torch.int16), expected)
+    # The two sides hold different digits: 1,797 split in halves, each split 85/15 into train and test.
+    assert len(u.sources[0]) + len(u.sources[1]) == 1797 - len(u.test()["A"]) - len(u.test()["B"])
+    with pytest.raises(UserError, match="unknown dataset.demo 'maps'"):
+        unpaired(batch_size=8, demo="maps", **CPU)
+
+
 def test_the_pool_passes_new_fakes_until_full_then_swaps_half_of_them():
     pool = ImagePool(3, seed=0)
     first = torch.arange(3.0).view(3, 1)

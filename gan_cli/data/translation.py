@@ -249,6 +249,25 @@ def font_digits(n: int, resolution: int, seed: int = 0) -> tuple[torch.Tensor, t
     return torch.from_numpy(np.stack(images)).unsqueeze(1), torch.arange(n) % 10
 
 
+@functools.lru_cache(maxsize=4)  # built once per process: callers index it, never change it
+def photo_digits(resolution: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bundled digits blended into colour photo patches by MNIST-M's recipe (Ganin et al. 2016): a
+    random crop p of one of scikit-learn's two sample photos and the digit d give |p - d| per channel, so the
+    strokes take the patch's inverted colours. Returns the grey digits, their photo versions and the labels."""
+    from sklearn.datasets import load_sample_images
+
+    digits, labels = digit_images(resolution)
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    blended = np.empty((len(digits), 3, resolution, resolution), dtype=np.uint8)
+    for i, digit in enumerate(digits.numpy()[:, 0].astype(np.int16)):
+        photo = photos[rng.integers(len(photos))]
+        y, x = rng.integers(0, photo.shape[0] - resolution + 1), rng.integers(0, photo.shape[1] - resolution + 1)
+        patch = photo[y:y + resolution, x:x + resolution].astype(np.int16)
+        blended[i] = np.abs(patch - digit[..., None]).transpose(2, 0, 1)
+    return digits, torch.from_numpy(blended), labels
+
+
 def demo_split(n: int, seed: int = 0, test_share: float = 0.15):
     """A fixed train / test split of n demo items (the same on every machine)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -330,25 +349,46 @@ class _Swapped:
         return torch.cat([x[:, self.cut:], x[:, :self.cut]], 1), labels
 
 
+UNPAIRED_DEMOS = {"printed": "handwritten <-> printed digits", "photo": "handwritten digits <-> digits on photos"}
+
+
+def unpaired_demo(demo: str, load: int):
+    """The two sides of an offline demo: (images, labels) each, and the pair's name. printed: the bundled
+    digits and as many drawn from Pillow's font; photo: the bundled digits split in two disjoint halves,
+    the second blended into photo patches (photo_digits), so no digit appears on both sides; both in RGB."""
+    if demo not in UNPAIRED_DEMOS:
+        raise UserError(f"unknown dataset.demo '{demo}'; choose one of: {', '.join(UNPAIRED_DEMOS)}")
+    handwritten, labels = digit_images(load)
+    if demo == "printed":
+        return (handwritten, labels), font_digits(len(handwritten), load), UNPAIRED_DEMOS[demo]
+    grey, coloured, labels = photo_digits(load)
+    order = torch.randperm(len(grey), generator=torch.Generator().manual_seed(2))
+    half_a, half_b = order[::2], order[1::2]
+    # The grey side in three channels, as CyCADA reads MNIST beside MNIST-M: CycleGAN's identity loss needs
+    # as many channels on both sides.
+    return ((grey[half_a].repeat(1, 3, 1, 1), labels[half_a]), (coloured[half_b], labels[half_b]),
+            UNPAIRED_DEMOS[demo])
+
+
 def unpaired(root=None, direction="AtoB", load_size=None, crop_size=32, flip=True, jitter=True,
-             max_memory_mb=2048, *, batch_size, device, seed, num_workers=2):
-    """Two unaligned collections for CycleGAN (`dataset=unpaired`); root=null is the offline digits demo."""
+             max_memory_mb=2048, demo="printed", *, batch_size, device, seed, num_workers=2):
+    """Two unaligned collections for CycleGAN (`dataset=unpaired`); root=null is an offline digits demo."""
     load = check_sizes(load_size, crop_size)
     if direction not in DIRECTIONS:
         raise UserError(f"dataset.direction must be AtoB or BtoA, got {direction!r}")
     if root is None:
-        handwritten, hw_labels = digit_images(load)
-        printed, pr_labels = font_digits(len(handwritten), load)
-        (a, la), (b, lb) = _swap((handwritten, hw_labels), (printed, pr_labels), direction)
+        first, second, pair = unpaired_demo(demo, load)
+        (a, la), (b, lb) = _swap(first, second, direction)
         train_a, test_a = demo_split(len(a), 0)
         train_b, test_b = demo_split(len(b), 1)
         bases = [TensorBatches(a[train_a], la[train_a], batch_size, device, seed, "A"),
                  TensorBatches(b[train_b], lb[train_b], batch_size, device, seed + 1, "B")]
-        name = "unpaired demo (" + ("handwritten <-> printed digits" if direction == "AtoB"
-                                    else "printed <-> handwritten digits") + ")"
+        sides = pair.split(" <-> ")
+        name = "unpaired demo (" + " <-> ".join(sides if direction == "AtoB" else sides[::-1]) + ")"
         test = {"A": resize_uint8(a[test_a], crop_size), "B": resize_uint8(b[test_b], crop_size),
                 "labels_A": la[test_a], "labels_B": lb[test_b]}
-        return TranslationBatches(bases, 1, 1, crop_size, flip, jitter, seed, name, test, paired=False)
+        return TranslationBatches(bases, a.shape[1], b.shape[1], crop_size, flip, jitter, seed, name, test,
+                                  paired=False)
     root = Path(str(root)).expanduser()
     dirs = {key: root / key for key in ("trainA", "trainB", "testA", "testB")}
     if not (dirs["trainA"].is_dir() and dirs["trainB"].is_dir()):
