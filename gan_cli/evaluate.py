@@ -30,7 +30,7 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
-METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation")
+METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation", "probe")
 CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
 TRANSLATION_METRICS = ("l1", "psnr", "ssim", "label_preservation")  # of image-to-image checkpoints
 DEFAULT_METRICS = ["fid", "is", "kid", "pr"]  # metrics=null: what a z -> image checkpoint or a folder gets
@@ -61,6 +61,15 @@ def parse_args(args) -> dict:
         raise UserError(f"resolution must be an integer of at least 4 or null, got {options['resolution']!r}")
     if options["kid_subset_size"] < 2:
         raise UserError(f"kid_subset_size must be at least 2, got {options['kid_subset_size']}")
+    positive_int(options, "probe_draws")
+    if options["probe_labels"] is not None:
+        positive_int(options, "probe_labels")
+    if metrics and "probe" in metrics:
+        if metrics != ["probe"]:
+            raise UserError("metrics=[probe] runs on its own (it scores D's features, not G's samples); give the "
+                            "other metrics to another gan-eval")
+        if not options["ckpt"]:
+            raise UserError("metrics=[probe] reads the D of a checkpoint: give ckpt=<checkpoint or run folder>")
     return options
 
 
@@ -113,6 +122,20 @@ def own_size(files, where) -> int:
 # --- the command ---------------------------------------------------------------------------------
 
 
+def real_node(options: dict, shape, config: dict) -> dict:
+    """The real data of a checkpoint's evaluation: real= (a folder or data set name) at G's size, else the
+    run's own data set; real_root= and real_split= applied."""
+    if options["real"]:
+        node = dataset_node(options["real"], options["real_root"], shape[1], shape[0])
+    else:
+        node = dict(config["dataset"])
+        if options["real_root"] is not None:
+            node["root"] = str(options["real_root"])
+    if options["real_split"] is not None:
+        node["split"] = options["real_split"]
+    return node
+
+
 def evaluate(options: dict) -> dict:
     device = runtime.pick_device(options["device"])
     runtime.seed_everything(options["seed"])
@@ -124,6 +147,13 @@ def evaluate(options: dict) -> dict:
         loaded = build.load(options["ckpt"], options["use_ema"], device)
         game, data, config, state, path = loaded.game, loaded.data, loaded.config, loaded.state, loaded.path
         result["checkpoint"], result["step"] = str(path), state["step"]
+        if options["metrics"] == ["probe"]:
+            from gan_cli.metrics.probe import evaluate_probe
+
+            if hasattr(game, "upscale") or hasattr(game, "translate") or len(data.shape) != 3:
+                raise UserError(f"metrics=[probe] reads the D of a z -> image GAN; this checkpoint is of game "
+                                f"{game.name} on {data.name}")
+            return evaluate_probe(loaded, real_node(options, data.shape, config), options, device, result)
         if hasattr(game, "upscale"):  # SRResNet, SRGAN
             from gan_cli.metrics.superres_eval import evaluate_superres
 
@@ -163,14 +193,7 @@ def evaluate(options: dict) -> dict:
                             f"(conditioning cgan, acgan or projection); this one is {game.cond.name}")
         fake = (to_uint8(x) for x in generated())
         num_fake = options["num_samples"]
-        if options["real"]:
-            node = dataset_node(options["real"], options["real_root"], shape[1], shape[0])
-        else:
-            node = dict(config["dataset"])
-            if options["real_root"] is not None:
-                node["root"] = str(options["real_root"])
-        if options["real_split"] is not None:
-            node["split"] = options["real_split"]
+        node = real_node(options, shape, config)
     else:
         from gan_cli.data.folder import scan
 
@@ -283,6 +306,12 @@ def table(result: dict) -> str:
              "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL",
              "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation"}
     m, rows = result["metrics"], []
+    if "probe" in result:  # the linear probe: D beside its baselines
+        lines = [f"linear probe, {result['protocol']['probe_labels']} labels, test accuracy:"]
+        for name, row in result["probe"].items():
+            spread = f" ± {100 * row['std']:.2f}" if len(row["accuracies"]) > 1 else ""
+            lines.append(f"  {name:<16} {100 * row['mean']:.2f} %{spread}  ({row['features']} features)")
+        return "\n".join(lines)
     if "bicubic_psnr" in m or "bicubic_ssim" in m:  # super-resolution: G beside bicubic (and the originals)
         header = ("", "SR", "bicubic", "original")
         table_rows = [(label, *(f"{m[k]:.4f}" if k in m else "" for k in (key, f"bicubic_{key}", f"original_{key}")))
