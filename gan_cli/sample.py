@@ -10,6 +10,8 @@
     gan-sample ckpt=<stylegan2 run> mode=mix            style mixing: coarse styles of one seed, fine of another
     gan-sample ckpt=<stylegan2 run> mode=noise          the noise inputs' effect: same w, other noise; std map
     gan-sample ckpt=<stylegan2 run> mode=interpolate space=w   rows between the w of two seeds
+    gan-sample ckpt=<run> mode=invert input=digits/         the z (w for stylegan2) of each image: codes.pt
+    gan-sample ckpt=<run> mode=interpolate codes=<codes.pt>  morph inverted real images into each other
     gan-sample ckpt=<conditional run> class=3           samples of one class
     gan-sample ckpt=<conditional run> classes=[0,1,2]   one row per class, the same z down each column
     gan-sample ckpt=<infogan run> mode=traverse code=0  one continuous code varied, the others fixed
@@ -40,8 +42,8 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.sample")
 
-MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "truncation", "mix", "noise", "translate",
-         "upscale")
+MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "truncation", "mix", "noise", "invert",
+         "translate", "upscale")
 NOISE_DRAWS = 32  # mode=noise: noise draws per seed behind the standard deviation map
 
 
@@ -191,8 +193,21 @@ def check_options(o: dict) -> None:
     if psis is not None and (not isinstance(psis, (list, tuple)) or not psis or not all(
             isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in psis)):
         raise UserError(f"truncations must be a list of numbers >= 0, e.g. [1,0.7,0.5,0], got {psis!r}")
-    if o["space"] not in ("z", "w"):
-        raise UserError(f"unknown space '{o['space']}'; choose z or w")
+    if o["space"] not in ("z", "w", "w+"):
+        raise UserError(f"unknown space '{o['space']}'; choose z, w or w+ (mode=invert)")
+    if o["space"] == "w+" and o["mode"] != "invert":
+        raise UserError("space=w+ (a w per layer) is a space of mode=invert; other modes take z or w")
+    if o["codes"] is not None and o["mode"] not in ("interpolate", "arithmetic"):
+        raise UserError(f"codes= (inverted images) are read by mode=interpolate and mode=arithmetic, not mode={o['mode']}")
+    if o["mode"] == "invert" and o["input"] is None:
+        raise UserError("mode=invert needs input=<image or folder> (or input=samples: G's own samples)")
+    positive_int(o, "invert_steps", "invert_restarts", "invert_candidates")
+    for key in ("invert_lr", "invert_feature_weight", "invert_prior"):
+        if isinstance(o[key], bool) or not isinstance(o[key], (int, float)) or o[key] < 0 or \
+                (key == "invert_lr" and o[key] == 0):
+            raise UserError(f"{key} must be a number {'> 0' if key == 'invert_lr' else '>= 0'}, got {o[key]!r}")
+    if o["invert_features"] not in ("classifier", "d", "none"):
+        raise UserError(f"unknown invert_features '{o['invert_features']}'; choose classifier, d or none")
     if not isinstance(o["mix_layer"], int) or isinstance(o["mix_layer"], bool) or o["mix_layer"] < 1:
         raise UserError(f"mix_layer must be the first layer (>= 1) whose styles come from the column seed, got "
                         f"{o['mix_layer']!r}")
@@ -229,6 +244,12 @@ def sample(options: dict) -> list[Path]:
     if options["mode"] == "translate":
         raise UserError(f"mode=translate needs a checkpoint of an image-to-image game (pix2pix, cyclegan); "
                         f"{path} is of game {loaded.game.name}")
+    if options["mode"] == "invert" or options["codes"] is not None:
+        from gan_cli import invert
+
+        if options["codes"] is not None:
+            return invert.codes_figure(loaded, options, run_dir, device)
+        return invert.run_invert(loaded, options, run_dir, device)
     G, data, state, which, cond = loaded.net, loaded.data, loaded.state, loaded.which, loaded.game.cond
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))
@@ -334,13 +355,7 @@ def sample(options: dict) -> list[Path]:
         stem = f"interpolate-{method}-seeds{ends[0]}-{ends[-1]}"
         if psi_shown is not None:
             stem += f"-trunc{psi_shown:g}"
-        target = default_out(run_dir, options, stem, ".png")
-        plots.save_png(plots.image_grid(frames.flatten(0, 1), nrow=options["steps"]), target)
-        # The GIF: one frame per step, each showing every pair at that point of the way.
-        pictures = [Image.fromarray(plots.image_grid(frames[:, k], nrow=len(rows))) for k in range(options["steps"])]
-        gif = target.with_suffix(".gif")
-        pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=options["frame_ms"], loop=0)
-        return [target, gif]
+        return save_interpolation(frames, default_out(run_dir, options, stem, ".png"), options["frame_ms"])
 
     if mode == "traverse":
         return traverse(G, cond, options, seeds, run_dir, device)
@@ -349,19 +364,37 @@ def sample(options: dict) -> list[Path]:
     # A conditional G draws them all in one class (class=, or the first class).
     one = None if classes is None else [classes[0]]
     groups = [parse_seeds(options[k]) for k in "abc"]
-    width = max(len(g) for g in groups) + 1
-    blank = -torch.ones(data.shape)
-    tiles, means = [], []
+    rows, means = [], []
     for g in groups:
         z = latents(g, G.z_dim, options)
         means.append(z.mean(0))
         c = condition(cond, None if one is None else one * (len(g) + 1), g + [g[0]], G.z_dim, options)
-        images = generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device, c)
-        tiles += list(images[:-1]) + [blank] * (width - 1 - len(g)) + [images[-1]]
+        rows.append(generate(G, torch.cat([z, z.mean(0, keepdim=True)]), bs, device, c))
     c = condition(cond, one, groups[0][:1], G.z_dim, options)
     result = generate(G, (means[0] - means[1] + means[2])[None], bs, device, c)[0]
-    tiles += [blank] * (width - 1) + [result]
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
+    return save_arithmetic(rows, result, target)
+
+
+def save_interpolation(frames: torch.Tensor, target: Path, frame_ms: int) -> list[Path]:
+    """frames (rows x steps x C x H x W): a PNG grid, a row per path, and a GIF with one frame per step
+    showing every row at that point of the way."""
+    plots.save_png(plots.image_grid(frames.flatten(0, 1), nrow=frames.shape[1]), target)
+    pictures = [Image.fromarray(plots.image_grid(frames[:, k], nrow=len(frames))) for k in range(frames.shape[1])]
+    gif = target.with_suffix(".gif")
+    pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return [target, gif]
+
+
+def save_arithmetic(rows: list[torch.Tensor], result: torch.Tensor, target: Path) -> list[Path]:
+    """The vector-arithmetic figure: rows a, b, c (each group's images, then its decoded mean) and the
+    decoded mean(a) - mean(b) + mean(c) at the end of the last row."""
+    width = max(len(r) for r in rows)
+    blank = -torch.ones_like(result)
+    tiles = []
+    for images in rows:
+        tiles += list(images[:-1]) + [blank] * (width - len(images)) + [images[-1]]
+    tiles += [blank] * (width - 1) + [result]
     grid = plots.image_grid(torch.stack(tiles), nrow=width)
     plots.save_png(plots.label_rows(grid, ["a", "- b", "+ c", "="]), target)  # each row ends in its mean
     return [target]

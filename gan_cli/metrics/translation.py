@@ -29,16 +29,23 @@ METRICS = ("l1", "psnr", "ssim", "fid", "kid", "label_preservation")
 def paired_scores(fake: torch.Tensor, target: torch.Tensor) -> dict:
     """L1, PSNR and SSIM of uint8 translations against uint8 targets (N x C x H x W), per image then the
     mean, on [0, 1] pixel values."""
+    l1, psnr, ssim = per_image_scores(fake, target)
+    return {"l1": float(np.mean(l1)), "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}
+
+
+def per_image_scores(fake: torch.Tensor, target: torch.Tensor) -> tuple[list, list, list]:
+    """L1, PSNR (dB) and SSIM (scikit-image, Gaussian 1.5 as the SSIM paper) of each uint8 image against
+    its uint8 target, on [0, 1] pixel values."""
     from skimage.metrics import structural_similarity
 
     x, y = fake.double() / 255, target.double() / 255
     l1 = (x - y).abs().flatten(1).mean(1)
     mse = (x - y).square().flatten(1).mean(1)
     psnr = 10 * torch.log10(1 / mse.clamp_min(1e-12))
-    ssim = [structural_similarity(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(), data_range=1.0,
-                                  channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ssim = [float(structural_similarity(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(), data_range=1.0,
+                                        channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
             for a, b in zip(x, y)]
-    return {"l1": float(l1.mean()), "psnr": float(psnr.mean()), "ssim": float(np.mean(ssim))}
+    return l1.tolist(), psnr.tolist(), ssim
 
 
 def _target_images(data) -> tuple[torch.Tensor, torch.Tensor | None]:
