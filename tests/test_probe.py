@@ -95,6 +95,26 @@ def test_gan_eval_probe_scores_d_beside_a_random_d_and_pixels(tmp_path):
     assert result["probe"]["pixels"]["features"] == 16 * 16
 
 
+def test_probe_test_scores_on_another_folder_of_the_same_classes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part in ("a", "b", "other"):
+        for c in ("0", "1") if part != "other" else ("0", "7"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(12):
+                pixels = rng.integers(0, 60, (16, 16)) + (180 if c == "1" else 0)  # class 1 is bright
+                Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / part / c / f"{i}.png")
+    train(tiny_config("dataset=folder", f"dataset.root={tmp_path / 'a'}", "dataset.resolution=16",
+                      "trainer.steps=1", "trainer.batch_size=8"), tmp_path / "run")
+    result = evaluate(parse_args([f"ckpt={tmp_path / 'run'}", "metrics=[probe]", f"probe_test={tmp_path / 'b'}",
+                                  f"out={tmp_path / 'probe.json'}", "progress=false"]))
+    assert result["protocol"]["probe_test_images"] == 24 and result["probe"]["pixels"]["train_images"] == 24
+    assert result["probe"]["pixels"]["mean"] == 1.0  # brightness tells the classes apart
+    with pytest.raises(UserError, match="other class folders"):
+        evaluate(parse_args([f"ckpt={tmp_path / 'run'}", "metrics=[probe]", f"probe_test={tmp_path / 'other'}"]))
+
+
 @pytest.mark.parametrize("args,message", [
     (["metrics=[probe,fid]"], "metrics=\\[probe\\] runs on its own"),
     (["probe_labels=0", "metrics=[probe]"], "probe_labels must be a positive integer"),

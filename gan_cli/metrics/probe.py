@@ -2,17 +2,20 @@
 
     gan-eval ckpt=<run> metrics=[probe]                    every labelled training image
     gan-eval ckpt=<run> metrics=[probe] probe_labels=10    10 labels per class, probe_draws random draws
+    gan-eval ckpt=<run> metrics=[probe] probe_test=<folder>   trained on all the run's data, tested there
 
 D runs in eval mode on the run's data set (or real=): each of its layers' outputs (dcgan: every conv
 block's activation; resnet: every residual block; mlp: every hidden layer) is max-pooled to a 4x4 grid,
 flattened, and all of them are concatenated. The features are standardised (mean and scale of the
 training images) and a linear SVM (squared hinge, one class against the rest) is trained on the labelled
-training split, C chosen from PROBE_C on a validation fifth of it, then refitted on all of it with that C
+training split (the data set's train split, or 90 % of its images; with probe_test=, all of them), C
+chosen from PROBE_C on a validation fifth of it, then refitted on all of it with that C
 and scored on the test split. Baselines, scored the same way: the same D architecture with its random
 initial weights (seeded), and the raw pixels.
 """
 
 import copy
+from pathlib import Path
 import logging
 
 import numpy as np
@@ -90,7 +93,7 @@ class LinearSVM:
     regularised with the rest); solved here by L-BFGS in torch, which takes seconds where liblinear took
     minutes on thousands of 7,168-d features (tests check the two agree)."""
 
-    def __init__(self, c: float, max_iter: int = 500):
+    def __init__(self, c: float, max_iter: int = 300):
         self.c, self.max_iter = c, max_iter
 
     def fit(self, x: np.ndarray, y: np.ndarray, init: "LinearSVM | None" = None) -> "LinearSVM":
@@ -100,10 +103,11 @@ class LinearSVM:
         self.classes = np.unique(y)
         design = self._design(x)
         signs = torch.where(torch.as_tensor(y)[:, None] == torch.as_tensor(self.classes)[None], 1.0, -1.0).double()
-        start = init.weights.clone() if init is not None and init.weights.shape == (design.shape[1], len(self.classes)) \
-            else torch.zeros(design.shape[1], len(self.classes), dtype=torch.float64)
+        shape = (design.shape[1], len(self.classes))
+        start = init.weights.clone() if init is not None and init.weights.shape == shape else \
+            torch.zeros(shape, dtype=torch.float64)
         weights = start.requires_grad_(True)
-        opt = torch.optim.LBFGS([weights], lr=1, max_iter=self.max_iter, tolerance_grad=1e-7, tolerance_change=1e-12,
+        opt = torch.optim.LBFGS([weights], lr=1, max_iter=self.max_iter, tolerance_grad=1e-6, tolerance_change=1e-10,
                                 history_size=20, line_search_fn="strong_wolfe")
 
         def objective():
@@ -118,6 +122,7 @@ class LinearSVM:
         return self
 
     def _design(self, x) -> torch.Tensor:
+        """Standardised features and a constant 1, in float64 (in float32 L-BFGS stalls short of the optimum)."""
         x = (torch.as_tensor(x, dtype=torch.float64) - self.mean) / self.scale
         return torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
 
@@ -167,15 +172,36 @@ def probe_accuracy(train_x, train_y, test_x, test_y, per_class=None, draws=5, se
             "C": cs, "train_images": len(train_y) if per_class is None else len(runs[0])}
 
 
+def probe_data(node: dict, options: dict, shape) -> tuple:
+    """(train images, labels, test images, labels, description): the data set's train and test splits (or
+    a seeded 90/10 split, as for the classifier backbone); with probe_test=, all of the data for training
+    and probe_test's labelled images for testing (class folders of the same names)."""
+    from gan_cli.data.folder import scan
+    from gan_cli.metrics.protocol import build_data, dataset_node, labelled_split
+
+    if options["probe_test"] is None:
+        return labelled_split(node, options["seed"])
+    test_node = dataset_node(options["probe_test"], None, shape[1], shape[0])
+    train, test = build_data(node), build_data(test_node)
+    for data, what in ((train, "the probe's training data"), (test, f"probe_test={options['probe_test']}")):
+        if getattr(data, "labels", None) is None:
+            raise UserError(f"metrics=[probe] needs labelled images; {what} ({data.name}) has no labels or streams "
+                            "from disk")
+    def class_names(n):
+        return scan(Path(str(n["root"])).expanduser())[2]
+
+    if node["name"] == test_node["name"] == "folder" and class_names(node) != class_names(test_node):
+        raise UserError(f"probe_test={options['probe_test']} has other class folders than {node['root']}")
+    return train.images, train.labels, test.images, test.labels, f"{train.name}, tested on {test.name}"
+
+
 def evaluate_probe(loaded, node: dict, options: dict, device, result: dict) -> dict:
     """gan-eval metrics=[probe]: D of the checkpoint against its random initial weights and raw pixels."""
     from gan_cli import build
-    from gan_cli.metrics.protocol import labelled_split
-
     if "D" not in loaded.nets:
         raise UserError(f"metrics=[probe] reads a discriminator D; this checkpoint's nets are {', '.join(loaded.nets)}")
     trained = loaded.nets["D"]
-    train_images, train_labels, test_images, test_labels, description = labelled_split(node, options["seed"])
+    train_images, train_labels, test_images, test_labels, description = probe_data(node, options, trained.shape)
     shape = tuple(trained.shape) if hasattr(trained, "shape") else None
     if shape is not None and tuple(train_images.shape[1:]) != shape:
         raise UserError(f"metrics=[probe]: D reads {'x'.join(map(str, shape))} images and the probe's data are "
