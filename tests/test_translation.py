@@ -346,6 +346,11 @@ def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
     assert paired_result["protocol"]["num_fake"] == 269 and paired_result["classifier_test_accuracy"] > 0.8
     cycle = scored("cyclegan", "metrics=[fid,label_preservation]")["metrics"]
     assert set(cycle) == {"fid", "label_preservation"}
+    back = scored("cyclegan", "metrics=[fid,label_preservation]", "direction=BtoA")
+    assert "G_BA" in back["protocol"]["fake"] and "test B images" in back["protocol"]["fake"]
+    assert set(back["metrics"]) == {"fid", "label_preservation"} and back["metrics"] != cycle
+    with pytest.raises(UserError, match="direction=BtoA scores CycleGAN's G_BA"):
+        scored("pix2pix", "direction=BtoA")
     with pytest.raises(UserError, match="has no pairs"):
         scored("cyclegan", "metrics=[ssim]")
     with pytest.raises(UserError, match="do not apply to image-to-image checkpoints"):

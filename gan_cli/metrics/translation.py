@@ -48,9 +48,10 @@ def per_image_scores(fake: torch.Tensor, target: torch.Tensor) -> tuple[list, li
     return l1.tolist(), psnr.tolist(), ssim
 
 
-def _target_images(data) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The target domain's training images (uint8, at the crop size) and labels."""
-    source = data.sources[-1]
+def _target_images(data, side: str = "B") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The target domain's training images (uint8, at the crop size) and labels: side B's, or A's when a
+    CycleGAN's G_BA is scored."""
+    source = data.sources[-1] if side == "B" else data.sources[0]
     if not hasattr(source, "images"):
         raise UserError(f"{data.name} streams its training images from disk; gan-eval scores translations "
                         "against target images held in memory (lower dataset.max_memory_mb is not the fix: raise it)")
@@ -58,21 +59,32 @@ def _target_images(data) -> tuple[torch.Tensor, torch.Tensor | None]:
     if data.paired:
         images = images[:, data.channels_a:]
     labels = None if source.labels is None else source.labels.cpu()
-    return resize_uint8(images, data.shape_b[1]), labels
+    return resize_uint8(images, (data.shape_b if side == "B" else data.shape_a)[1]), labels
 
 
 def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
     game, data = loaded.game, loaded.data
     protocol, m = result["protocol"], result["metrics"]
     test = data.test(None)
+    backward = options["direction"] == "BtoA"
+    if options["direction"] not in ("AtoB", "BtoA"):
+        raise UserError(f"direction must be AtoB or BtoA, got {options['direction']!r}")
+    if backward and game.name != "cyclegan":
+        raise UserError(f"direction=BtoA scores CycleGAN's G_BA; a {game.name} G translates one way (A to B)")
+    if backward:  # G_BA on the test B images, scored against domain A: the same code with the sides swapped
+        test = {"A": test["B"], "B": test["A"], "labels_A": test["labels_B"], "labels_B": test["labels_A"]}
+    net, target_side = ("G_BA", "A") if backward else (game.forward_net, "B")
     inputs, targets = test["A"], test["B"]
     fakes = []
     for start in range(0, len(inputs), options["batch_size"]):
-        fakes.append(to_uint8(game.translate(loaded.nets, inputs[start:start + options["batch_size"]].to(device)).cpu()))
+        batch = inputs[start:start + options["batch_size"]].to(device)
+        fakes.append(to_uint8(game.translate(loaded.nets, batch, net).cpu()))
     fake = torch.cat(fakes)
-    protocol.update({"fake": f"{game.forward_net} of {loaded.path} (step {loaded.state['step']}) on the {len(fake)} "
-                             f"test inputs of {data.name}", "num_fake": len(fake), "image_shape": list(data.shape_b)})
-    labelled = data.sources[-1].num_classes > 0 and test["labels_B"] is not None and test["labels_A"] is not None
+    protocol.update({"fake": f"{net} of {loaded.path} (step {loaded.state['step']}) on the {len(fake)} "
+                             f"test {'B' if backward else 'A'} images of {data.name}", "num_fake": len(fake),
+                     "image_shape": list(data.shape_a if backward else data.shape_b)})
+    labelled = data.sources[0 if backward else -1].num_classes > 0 and test["labels_B"] is not None and \
+        test["labels_A"] is not None
     if options["metrics"] is None:  # what applies: the paired scores, FID and KID, and label preservation
         wanted = (["l1", "psnr", "ssim"] if data.paired else []) + ["fid", "kid"] + \
             (["label_preservation"] if labelled else [])
@@ -91,7 +103,7 @@ def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
     if "label_preservation" in wanted and not labelled:
         raise UserError(f"label_preservation needs labels on both sides of {data.name}; drop it from metrics")
     if any(k in wanted for k in ("fid", "kid", "label_preservation")):
-        real_images, real_labels = _target_images(data)
+        real_images, real_labels = _target_images(data, target_side)
         if options["backbone"] == "classifier" and real_labels is not None and test["labels_B"] is not None:
             description = f"the target domain of {data.name}: its training images, its test images held out"
             backbone = ClassifierBackbone((real_images, real_labels, to_uint8(targets), test["labels_B"], description),
