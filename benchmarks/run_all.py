@@ -17,6 +17,8 @@ Each section is written by its own script, which can also be run alone (see thei
   fid_floor.py       the classifier FID of real against real, noise and collapse (real MNIST test images)
   translation.py     Pix2Pix beside L1 alone, CycleGAN beside no translation, on the offline digit demos
   superres.py        bicubic beside SRResNet beside SRGAN, x4 on held-out digits and photos
+  probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
+                     held-out MNIST digits (real MNIST test images)
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
@@ -87,6 +89,8 @@ def sections(quick: bool, out: Path, fresh: bool):
     yield "image-to-image translation", [py, HERE / "translation.py", *q, "--out", out / "translation.md"], \
         out / "translation.md"
     yield "super-resolution", [py, HERE / "superres.py", *q, "--out", out / "superres.md"], out / "superres.md"
+    yield "linear probe and inversion", [py, HERE / "probe_invert.py", *q, "--out", out / "probe_invert.md"], \
+        out / "probe_invert.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:

@@ -1,19 +1,22 @@
 """Image-to-image translation on the offline demos, scored on their held-out test split.
 
     python benchmarks/translation.py                    Pix2Pix and the L1 baseline, 1,000 steps each
-                                                        (batch 16); CycleGAN, 4,000 steps (batch 1);
-                                                        about 40 minutes on 2 cores
+                                                        (batch 16); CycleGAN, 4,000 steps (batch 1) on the
+                                                        printed demo, 1,000 on the photo demo; about 50
+                                                        minutes on 2 cores
     python benchmarks/translation.py --quick            50 steps each, to check that all works
 
 Pix2Pix (model=pix2pix) on the paired demo (digit edge maps -> digits) beside the same U-Net trained on L1
 alone (game.adversarial_weight=0: no D), as in the paper's Table 1: L1, PSNR, SSIM against the targets, the
 classifier FID against the digits, and the share of translations the digits classifier reads as the source's
-digit. CycleGAN (model=cyclegan) on the unpaired demo (handwritten <-> printed digits) beside the identity
-baseline (the handwritten digit itself, read by the printed-digit classifier): its label preservation.
+digit. CycleGAN (model=cyclegan) on the unpaired demos (handwritten <-> printed digits; handwritten <-> digits
+on photo patches) beside the identity baseline (the handwritten digit itself, read by the target
+domain's classifier): its label preservation.
 Each run is a plain gan-train command, scored by gan-eval; the figure shows the first test inputs.
 """
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,18 +25,18 @@ import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, machine, table, train_and_score  # noqa: E402
+from common import BIN, RESULTS, machine, run_command, table, train_and_score  # noqa: E402
 
 
-def identity_preservation(env_cache: Path) -> tuple[float, float]:
-    """Label preservation of no translation at all: the printed-digit classifier (the one gan-eval trains
+def identity_preservation(env_cache: Path, demo: str = "printed", direction: str = "AtoB") -> tuple[float, float]:
+    """Label preservation of no translation at all: the target domain's classifier (the one gan-eval trains
     for the CycleGAN demo) reading the handwritten test digits as they are; and its test accuracy."""
     from gan_cli.data.translation import unpaired
     from gan_cli.metrics.backbones import ClassifierBackbone
     from gan_cli.metrics.protocol import to_uint8
     from gan_cli.metrics.translation import _target_images
 
-    data = unpaired(batch_size=16, device=torch.device("cpu"), seed=0, num_workers=0)
+    data = unpaired(batch_size=16, device=torch.device("cpu"), seed=0, num_workers=0, demo=demo, direction=direction)
     test = data.test(None)
     real, labels = _target_images(data)
     description = f"the target domain of {data.name}: its training images, its test images held out"
@@ -41,6 +44,24 @@ def identity_preservation(env_cache: Path) -> tuple[float, float]:
                                   torch.device("cpu"), str(env_cache), progress=False)
     _, probs = backbone.features(to_uint8(test["A"]))
     return float((probs.argmax(1) == test["labels_A"].numpy()).mean()), backbone.accuracy
+
+
+def cycle_table(target: str, rows) -> list[str]:
+    """Label preservation of each CycleGAN G beside no translation at all; rows: (label, identity, gan-eval
+    metrics, training seconds or None); the label names the source domain after "G_XY: "."""
+    out = []
+    for label, identity, m, seconds in rows:
+        source = label.split(": ")[1].split(" -> ")[0] if ": " in label else "handwritten"
+        out += [[f"no translation (the {source} digit as it is)", f"{100 * identity:.1f} %", "", ""],
+                [f"CycleGAN {label}", f"{100 * m['label_preservation']:.1f} %", f"{m['fid']:.2f}",
+                 "" if seconds is None else f"{seconds:.0f}"]]
+    return table(["translation", "label preservation", f"FID against {target}", "train s"], out)
+
+
+def len_test(result) -> int:
+    from gan_cli import build
+
+    return len(build.load(result["run"], True, torch.device("cpu")).data.test(None)["A"])
 
 
 def figure(runs: dict, path: Path, columns: int = 10):
@@ -67,12 +88,13 @@ def figure(runs: dict, path: Path, columns: int = 10):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000, help="steps of each Pix2Pix run")
-    parser.add_argument("--cycle-steps", type=int, default=4000, help="steps of the CycleGAN run")
+    parser.add_argument("--cycle-steps", type=int, default=4000, help="steps of the CycleGAN run on the printed demo")
+    parser.add_argument("--photo-steps", type=int, default=1000, help="steps of the CycleGAN run on the photo demo")
     parser.add_argument("--quick", action="store_true", help="50 steps each")
     parser.add_argument("--out", type=Path, default=RESULTS / "translation.md")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench-translation"))
     args = parser.parse_args()
-    steps, cycle_steps = (50, 50) if args.quick else (args.steps, args.cycle_steps)
+    steps, cycle_steps, photo_steps = (50, 50, 50) if args.quick else (args.steps, args.cycle_steps, args.photo_steps)
     cache = args.work / "cache"
     env = {**os.environ, "GAN_CLI_CACHE": str(cache)}
     common = ["trainer.sample_every=0", f"trainer.steps={steps}"]
@@ -82,11 +104,19 @@ def main():
     }
     cycle = train_and_score("cyclegan", ["model=cyclegan", "trainer.sample_every=0", f"trainer.steps={cycle_steps}"],
                             args.work, env)
+    photo = train_and_score("cyclegan-photo", ["model=cyclegan", "dataset.demo=photo", "trainer.sample_every=0",
+                                               f"trainer.steps={photo_steps}"], args.work, env)
     identity, printed_accuracy = identity_preservation(cache)
+    photo_identity, photo_accuracy = identity_preservation(cache, "photo")
+    back_identity, back_accuracy = identity_preservation(cache, "photo", "BtoA")
+    back_out = args.work / "cyclegan-photo" / "eval-BtoA.json"
+    run_command(BIN / "gan-eval", f"ckpt={photo['run']}", "direction=BtoA", f"out={back_out}", "progress=false", env=env)
+    back = json.loads(back_out.read_text())["metrics"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     stem = args.out.with_suffix("")
     figure(pix, Path(f"{stem}_pix2pix.png"))
     figure({"cyclegan": cycle}, Path(f"{stem}_cyclegan.png"))
+    figure({"cyclegan": photo}, Path(f"{stem}_cyclegan_photo.png"))
 
     lines = [f"Measured on {machine()}.", "",
              f"**Pix2Pix on the paired demo** (digit edge maps -> digits, 32x32, batch 16, {steps} steps each; "
@@ -102,12 +132,17 @@ def main():
               f"**CycleGAN on the unpaired demo** (handwritten <-> printed digits, 32x32, batch 1, {cycle_steps} "
               "steps; 269 held-out handwritten digits, read by a classifier of the printed ones, test accuracy "
               f"{100 * printed_accuracy:.1f} %):", ""]
-    m = cycle["metrics"]
-    lines += table(["translation", "label preservation", "FID against printed digits", "train s"],
-                   [["identity (no translation)", f"{100 * identity:.1f} %", "", ""],
-                    ["CycleGAN G_AB", f"{100 * m['label_preservation']:.1f} %", f"{m['fid']:.2f}",
-                     f"{cycle['seconds']:.0f}"]])
-    lines += ["", f"![CycleGAN]({Path(f'{stem}_cyclegan.png').name})", ""]
+    lines += cycle_table("printed digits", [("G_AB", identity, cycle["metrics"], cycle["seconds"])])
+    lines += ["", f"![CycleGAN]({Path(f'{stem}_cyclegan.png').name})", "",
+              f"**CycleGAN on the photo demo** (handwritten digits (A) <-> other handwritten digits blended into "
+              f"photo patches (B), 32x32, batch 1, {photo_steps} steps; {len_test(photo)} held-out digits a side; "
+              f"G_AB read by a classifier of the photo digits (test accuracy {100 * photo_accuracy:.1f} %), "
+              f"G_BA (`gan-eval direction=BtoA`) by one of the handwritten digits (test accuracy "
+              f"{100 * back_accuracy:.1f} %)):", ""]
+    lines += cycle_table("the target domain", [("G_AB: handwritten -> photo", photo_identity, photo["metrics"],
+                                                photo["seconds"]),
+                                               ("G_BA: photo -> handwritten", back_identity, back, None)])
+    lines += ["", f"![CycleGAN on the photo demo]({Path(f'{stem}_cyclegan_photo.png').name})", ""]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
