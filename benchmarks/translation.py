@@ -29,21 +29,23 @@ from common import BIN, RESULTS, machine, run_command, table, train_and_score  #
 
 
 def identity_preservation(env_cache: Path, demo: str = "printed", direction: str = "AtoB") -> tuple[float, float]:
-    """Label preservation of no translation at all: the target domain's classifier (the one gan-eval trains
-    for the CycleGAN demo) reading the handwritten test digits as they are; and its test accuracy."""
+    """Label preservation of no translation at all, and the classifier's test accuracy: the target domain's
+    classifier (the one gan-eval trains; with direction=BtoA, domain A's, as `gan-eval direction=BtoA`)
+    reading the source domain's test images as they are."""
     from gan_cli.data.translation import unpaired
     from gan_cli.metrics.backbones import ClassifierBackbone
     from gan_cli.metrics.protocol import to_uint8
     from gan_cli.metrics.translation import _target_images
 
-    data = unpaired(batch_size=16, device=torch.device("cpu"), seed=0, num_workers=0, demo=demo, direction=direction)
+    data = unpaired(batch_size=16, device=torch.device("cpu"), seed=0, num_workers=0, demo=demo)
     test = data.test(None)
-    real, labels = _target_images(data)
+    source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+    real, labels = _target_images(data, target)
     description = f"the target domain of {data.name}: its training images, its test images held out"
-    backbone = ClassifierBackbone((real, labels, to_uint8(test["B"]), test["labels_B"], description),
+    backbone = ClassifierBackbone((real, labels, to_uint8(test[target]), test[f"labels_{target}"], description),
                                   torch.device("cpu"), str(env_cache), progress=False)
-    _, probs = backbone.features(to_uint8(test["A"]))
-    return float((probs.argmax(1) == test["labels_A"].numpy()).mean()), backbone.accuracy
+    _, probs = backbone.features(to_uint8(test[source]))
+    return float((probs.argmax(1) == test[f"labels_{source}"].numpy()).mean()), backbone.accuracy
 
 
 def cycle_table(target: str, rows) -> list[str]:
