@@ -25,6 +25,7 @@ seed gives the same z at any batch size on any machine and the same image on the
 scores the images of seeds seed, seed + 1, ... (see gan_cli.latents). toy2d checkpoints give a scatter plot over the mixture's modes and the points as .npy.
 """
 
+import json
 import logging
 import re
 import sys
@@ -198,7 +199,8 @@ def check_options(o: dict) -> None:
     if o["space"] == "w+" and o["mode"] != "invert":
         raise UserError("space=w+ (a w per layer) is a space of mode=invert; other modes take z or w")
     if o["codes"] is not None and o["mode"] not in ("interpolate", "arithmetic"):
-        raise UserError(f"codes= (inverted images) are read by mode=interpolate and mode=arithmetic, not mode={o['mode']}")
+        raise UserError(f"codes= (inverted images) are read by mode=interpolate and mode=arithmetic, not "
+                        f"mode={o['mode']}")
     if o["mode"] == "invert" and o["input"] is None:
         raise UserError("mode=invert needs input=<image or folder> (or input=samples: G's own samples)")
     positive_int(o, "invert_steps", "invert_restarts", "invert_candidates")
@@ -244,12 +246,10 @@ def sample(options: dict) -> list[Path]:
     if options["mode"] == "translate":
         raise UserError(f"mode=translate needs a checkpoint of an image-to-image game (pix2pix, cyclegan); "
                         f"{path} is of game {loaded.game.name}")
-    if options["mode"] == "invert" or options["codes"] is not None:
-        from gan_cli import invert
-
-        if options["codes"] is not None:
-            return invert.codes_figure(loaded, options, run_dir, device)
-        return invert.run_invert(loaded, options, run_dir, device)
+    if options["codes"] is not None:
+        return codes_figure(loaded, options, run_dir, device)
+    if options["mode"] == "invert":
+        return run_invert(loaded, options, run_dir, device)
     G, data, state, which, cond = loaded.net, loaded.data, loaded.state, loaded.which, loaded.game.cond
     seeds = parse_seeds(options["seeds"]) if options["seeds"] is not None else \
         list(range(options["seed"], options["seed"] + options["n"]))
@@ -623,6 +623,129 @@ def traverse(G, cond, options, seeds, run_dir, device) -> list[Path]:
     labels = [f"c={k}" for k in classes] if cond.categorical else [""]
     plots.save_png(plots.label_rows(grid, labels), target)
     return [target]
+
+
+def run_invert(loaded, options: dict, run_dir: Path, device) -> list[Path]:
+    """gan-sample mode=invert: invert the input images (or G's own samples), write what the module says."""
+    from gan_cli import invert as inv
+    from gan_cli.data.folder import load_image
+
+    o = options
+    G, shape = loaded.net, loaded.data.shape
+    if len(shape) != 3:
+        raise UserError("mode=invert inverts images; this checkpoint's G draws points")
+    if loaded.game.cond.name != "none":
+        raise UserError(f"mode=invert inverts an unconditional G; this one is conditioned ({loaded.game.cond.name})")
+    space = o["space"]
+    decoder = inv.Decoder(G, space)
+    labels, true_z = None, None
+    if o["input"] == "samples":
+        seeds = list(range(o["seed"] + 10_000, o["seed"] + 10_000 + o["n"]))  # away from the candidates' seeds
+        true_z = inv.draw_z(seeds, G.z_dim)
+        with torch.no_grad():
+            targets = torch.cat([decoder(decoder.codes_of(true_z[i:i + 64].to(device))).float().cpu()
+                                 for i in range(0, len(true_z), 64)])
+        names = [f"seed{s}" for s in seeds]
+        stem = f"invert-samples-seeds{seeds[0]}-{seeds[-1]}"
+    else:
+        files, names, stem = input_files(o["input"])
+        targets = torch.stack([load_image(f, shape[1], shape[0]) for f in files]).float().div(127.5).sub(1.0)
+        # Inputs in folders named by a class number carry that class (for the classifier's check).
+        parents = [f.parent.name for f in files]
+        if all(p.isdigit() for p in parents):
+            labels = torch.tensor([int(p) for p in parents])
+        stem = f"invert-{stem}"
+    feature_loss = inv.FeatureLoss(o["invert_features"], loaded, o.get("cache_dir"), device, o["progress"])
+    result = inv.invert(decoder, targets, feature_loss, o, device, o["progress"])
+    folder = default_out(run_dir, o, stem, "")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, image in zip(names, result["images"]):
+        target = folder / f"{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8_hwc(image)).save(target)
+    pairs = torch.stack([t for pair in zip(targets, result["images"]) for t in pair])
+    sheet = folder / "sheet.png"
+    plots.save_png(plots.image_grid(pairs, nrow=2 * o["nrow"]), sheet)
+    psnr, ssim = inv.psnr_ssim(result["images"], targets)
+    report = {"space": space, "images": len(names), "psnr_mean": float(np.mean(psnr)),
+              "ssim_mean": float(np.mean(ssim)), "loss_mean": float(result["loss"].mean()),
+              "settings": {k: o[k] for k in ("invert_steps", "invert_restarts", "invert_candidates", "invert_lr",
+                                             "invert_features", "invert_feature_weight", "invert_prior", "seed")}}
+    if labels is not None and feature_loss.kind == "classifier":
+        predicted = inv.class_of(feature_loss.net, result["images"], device)
+        report["class_kept"] = float((predicted == labels).float().mean())
+    if true_z is not None and space == "z":
+        error = (result["codes"] - true_z).norm(dim=1) / true_z.norm(dim=1)
+        random_z = inv.draw_z(range(o["seed"] + 20_000, o["seed"] + 20_000 + len(true_z)), G.z_dim)
+        report["z_error_mean"] = float(error.mean())
+        report["random_z_error_mean"] = float(((random_z - true_z).norm(dim=1) / true_z.norm(dim=1)).mean())
+    report["per_image"] = [{"name": name, "psnr": p, "ssim": s, "loss": float(v)}
+                           for name, p, s, v in zip(names, psnr, ssim, result["loss"])]
+    codes_path = folder / "codes.pt"
+    torch.save({"space": space, "codes": result["codes"], "names": names, "psnr": psnr, "ssim": ssim,
+                "checkpoint": str(loaded.path)}, codes_path)
+    json_path = folder / "invert.json"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    summary = f"PSNR {report['psnr_mean']:.2f} dB, SSIM {report['ssim_mean']:.4f}"
+    if "class_kept" in report:
+        summary += f", class kept {100 * report['class_kept']:.1f} %"
+    if "z_error_mean" in report:
+        summary += f", |z - z_true| / |z_true| {report['z_error_mean']:.3f} (a random z: " \
+                   f"{report['random_z_error_mean']:.3f})"
+    log.info("inverted %d images in %s: %s", len(names), space, summary)
+    written += [folder, sheet, codes_path, json_path]
+    return written
+
+
+def codes_figure(loaded, options: dict, run_dir: Path, device) -> list[Path]:
+    """mode=interpolate or mode=arithmetic on the codes of codes.pt (inverted real images) rather than on
+    seeds: interpolate joins codes 0 -> 1, 2 -> 3, ... (`pairs` rows; slerp or lerp in z, straight lines in
+    W); arithmetic reads a=, b=, c= as indices into the file's codes."""
+    from gan_cli import invert as inv
+
+    saved = inv.read_codes(options["codes"])
+    decoder = inv.Decoder(loaded.net, saved["space"])
+    codes, names = saved["codes"].float(), list(saved.get("names") or range(len(saved["codes"])))
+    if codes.shape[-1] != decoder.dim or (saved["space"] == "w+" and codes.shape[1] != loaded.net.num_ws):
+        raise UserError(f"codes={options['codes']} hold {saved['space']} codes of another G (shape "
+                        f"{tuple(codes.shape)}); invert with this checkpoint first")
+    stem = Path(str(options["codes"])).parent.name or "codes"
+
+    def decode(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([decoder(batch[k:k + options["batch_size"]].to(device)).float().cpu()
+                              for k in range(0, len(batch), options["batch_size"])])
+
+    if options["mode"] == "interpolate":
+        if len(codes) < 2:
+            raise UserError(f"mode=interpolate needs two codes or more; codes={options['codes']} holds {len(codes)}")
+        t = torch.linspace(0, 1, options["steps"])
+        rows = []
+        for i in range(0, min(len(codes) - 1, 2 * options["pairs"]), 2):
+            if saved["space"] == "z":
+                path = (slerp if options["method"] == "slerp" else lerp)(codes[i], codes[i + 1], t)
+            else:  # W: straight lines, as StyleGAN's paper
+                path = torch.lerp(codes[i][None], codes[i + 1][None], t.view(-1, *[1] * codes[i].dim()))
+            rows.append(decode(path))
+        method = options["method"] if saved["space"] == "z" else f"lerp-{saved['space']}"
+        target = default_out(run_dir, options, f"interpolate-{method}-{stem}", ".png")
+        return save_interpolation(torch.stack(rows), target, options["frame_ms"])
+    groups = [parse_seeds(options[k]) for k in "abc"]
+    bad = [i for g in groups for i in g if not 0 <= i < len(codes)]
+    if bad:
+        raise UserError(f"mode=arithmetic with codes=: a, b and c are indices of codes 0-{len(codes) - 1}, "
+                        f"got {bad[0]}")
+    rows, means = [], []
+    for g in groups:
+        chosen = codes[g]
+        means.append(chosen.mean(0))
+        rows.append(decode(torch.cat([chosen, chosen.mean(0, keepdim=True)])))
+    result = decode((means[0] - means[1] + means[2])[None])[0]
+    target = default_out(run_dir, options, f"arithmetic-{stem}-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}",
+                         ".png")
+    log.info("arithmetic on %s: a = %s, b = %s, c = %s", options["codes"], *([names[i] for i in g] for g in groups))
+    return save_arithmetic(rows, result, target)
 
 
 def main() -> None:
