@@ -84,7 +84,8 @@ def main():
     parser.add_argument("--invert", type=int, default=20, help="half B images of each class to invert")
     parser.add_argument("--mnist", type=Path, default=MNIST)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="20 CPU s a preset, 2 images a class, short inversions")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 CPU s a preset, the probe on 500 of half A, 2 images a class, short inversions")
     parser.add_argument("--out", type=Path, default=RESULTS / "probe_invert.md")
     parser.add_argument("--keep", type=Path, default=Path("outputs/bench-probe-invert"),
                         help="the runs and figures' sources")
@@ -113,7 +114,8 @@ def main():
     for preset in args.presets:
         run = work / "runs" / f"mnist-{preset}"
         start = time.perf_counter()
-        probe[preset] = {labels: gan_eval(f"ckpt={run}", "metrics=[probe]", f"probe_test={half_b}",
+        subset = ["num_real=500"] if args.quick else []
+        probe[preset] = {labels: gan_eval(f"ckpt={run}", "metrics=[probe]", f"probe_test={half_b}", *subset,
                                           *([] if labels == "all" else [f"probe_labels={labels}"]))["probe"]
                          for labels in ("all", 10)}
         print(f"{preset}: probe in {time.perf_counter() - start:.0f} s", flush=True)

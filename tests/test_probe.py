@@ -111,6 +111,9 @@ def test_probe_test_scores_on_another_folder_of_the_same_classes(tmp_path):
                                   f"out={tmp_path / 'probe.json'}", "progress=false"]))
     assert result["protocol"]["probe_test_images"] == 24 and result["probe"]["pixels"]["train_images"] == 24
     assert result["probe"]["pixels"]["mean"] == 1.0  # brightness tells the classes apart
+    fewer = evaluate(parse_args([f"ckpt={tmp_path / 'run'}", "metrics=[probe]", f"probe_test={tmp_path / 'b'}",
+                                 "num_real=10", f"out={tmp_path / 'probe10.json'}", "progress=false"]))
+    assert fewer["probe"]["D (trained)"]["train_images"] == 10  # num_real: a seeded subset to learn from
     with pytest.raises(UserError, match="other class folders"):
         evaluate(parse_args([f"ckpt={tmp_path / 'run'}", "metrics=[probe]", f"probe_test={tmp_path / 'other'}"]))
 

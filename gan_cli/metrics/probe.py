@@ -206,6 +206,12 @@ def evaluate_probe(loaded, node: dict, options: dict, device, result: dict) -> d
     if shape is not None and tuple(train_images.shape[1:]) != shape:
         raise UserError(f"metrics=[probe]: D reads {'x'.join(map(str, shape))} images and the probe's data are "
                         f"{'x'.join(map(str, train_images.shape[1:]))}")
+    if options["num_real"] is not None and options["num_real"] < len(train_images):  # a seeded subset
+        from gan_cli.metrics.protocol import seeded_order
+
+        keep = seeded_order(len(train_images), options["num_real"], options["seed"])
+        train_images, train_labels = train_images[keep], train_labels[keep]
+        description += f" (a seeded subset of {len(keep)} training images)"
     train_x, test_x = to_unit_range(train_images), to_unit_range(test_images)
     train_y, test_y = train_labels.numpy(), test_labels.numpy()
     torch.manual_seed(options["seed"])  # the random D's initial weights
