@@ -145,10 +145,10 @@ def main():
     shutil.copy(folder / "sheet.png", figures["sheet"])
     shutil.copy(morph, figures["morph"])
 
-    lines = [f"`{command}`; {machine()}; {args.jobs} trainings at a time, one thread each. MNIST test images split "
+    lines = [f"`{command}`; {machine()}; {args.jobs} training{'s' if args.jobs > 1 else ''} at a time, one thread each. MNIST test images split "
              f"in halves of {count}: the GANs train on half A.", "",
-             "**Linear probe** (test accuracy on half B; all labels: half A's 5,000; 10 per class: mean ± std over "
-             "5 draws):", ""]
+             f"**Linear probe** (test accuracy on half B; all labels: {500 if args.quick else count} of half A's; "
+             "10 per class: mean ± std over 5 draws):", ""]
     rows = []
     for preset in args.presets:
         run_row = runs[preset]
@@ -175,7 +175,7 @@ def main():
         ["images whose PSNR beats their best random z", f"{better} of {len(ours)}"],
         ["SSIM, mean", f"{report['ssim_mean']:.4f}"],
         ["class kept (classifier backbone)", f"{100 * report.get('class_kept', float('nan')):.1f} %"],
-        ["G's own samples: mean |z - z_true| / |z_true|", f"{recovery['z_error_mean']:.3f} (a random z: "
+        ["G's own samples: mean ‖z − z_true‖ / ‖z_true‖", f"{recovery['z_error_mean']:.3f} (a random z: "
                                                          f"{recovery['random_z_error_mean']:.3f})"],
     ])
     kept = report.get("class_kept", 0) >= 0.9
