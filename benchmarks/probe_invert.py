@@ -145,7 +145,8 @@ def main():
     shutil.copy(folder / "sheet.png", figures["sheet"])
     shutil.copy(morph, figures["morph"])
 
-    lines = [f"`{command}`; {machine()}; {args.jobs} training{'s' if args.jobs > 1 else ''} at a time, one thread each. MNIST test images split "
+    trainings = f"{args.jobs} training{'s' if args.jobs > 1 else ''}"
+    lines = [f"`{command}`; {machine()}; {trainings} at a time, one thread each. MNIST test images split "
              f"in halves of {count}: the GANs train on half A.", "",
              f"**Linear probe** (test accuracy on half B; all labels: {500 if args.quick else count} of half A's; "
              "10 per class: mean ± std over 5 draws):", ""]
