@@ -86,24 +86,14 @@ class FeatureLoss:
             if "D" not in loaded.nets:
                 raise UserError("invert_features=d needs a D in the checkpoint")
             self.net = loaded.nets["D"]
-            self.layers = probe_layers(self.net)
+            probe_layers(self.net)  # a D the probe cannot read is one line here, not mid-descent
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "classifier":
-            if x.shape[-1] != 32:
-                x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-            return self.net(x)[0]
-        from gan_cli.metrics.probe import pool
+            return self.net(at_32(x))[0]
+        from gan_cli.metrics.probe import layer_features
 
-        kept = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: kept.append(pool(out))) for m in self.layers]
-        try:
-            self.net(x, torch.zeros(len(x), dtype=torch.long, device=x.device)) \
-                if getattr(self.net, "class_input", "none") == "projection" else self.net(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        return torch.cat(kept, dim=1)
+        return layer_features(self.net, x)
 
     def __call__(self, fake: torch.Tensor, target_features: torch.Tensor | None) -> torch.Tensor:
         if self.kind == "none":
@@ -168,10 +158,14 @@ def psnr_ssim(fake: torch.Tensor, real: torch.Tensor) -> tuple[list[float], list
 
 @torch.no_grad()
 def class_of(net, images: torch.Tensor, device) -> torch.Tensor:
-    x = images.to(device)
+    return net(at_32(images.to(device)))[1].argmax(1).cpu()
+
+
+def at_32(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] at the classifier backbone's 32x32 (bilinear, antialiased, as classifier_input)."""
     if x.shape[-1] != 32:
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-    return net(x)[1].argmax(1).cpu()
+    return x
 
 
 def read_codes(path) -> dict:

@@ -65,21 +65,23 @@ def d_features(D: nn.Module, images: torch.Tensor, device, batch_size: int = 250
         raise UserError("metrics=[probe] needs a D that reads images alone; this one takes the label as an input "
                         "(conditioning cgan), so its features would be told the answer")
     net = copy.deepcopy(D).to(device).eval()
+    out = [layer_features(net, images[i:i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def layer_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One forward pass of D: its probe layers' outputs, pooled and concatenated (differentiable; the
+    caller sets the mode and no_grad)."""
     kept: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: kept.append(pool(out.float()).cpu()))
-             for m in probe_layers(net)]
-    labels_needed = getattr(net, "class_input", "none") == "projection"  # the projection comes after the features
-    out = []
-    try:
-        for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(device)
-            kept.clear()
-            net(x, torch.zeros(len(x), dtype=torch.long, device=device)) if labels_needed else net(x)
-            out.append(torch.cat(kept, dim=1))
+    hooks = [m.register_forward_hook(lambda _m, _i, out: kept.append(pool(out))) for m in probe_layers(net)]
+    try:  # a projection D takes labels, but its features come before the projection: any label will do
+        net(x, torch.zeros(len(x), dtype=torch.long, device=x.device)) \
+            if getattr(net, "class_input", "none") == "projection" else net(x)
     finally:
         for h in hooks:
             h.remove()
-    return torch.cat(out).numpy()
+    return torch.cat(kept, dim=1)
 
 
 def pixel_features(images: torch.Tensor) -> np.ndarray:
