@@ -24,6 +24,8 @@ The class-conditional presets (cgan, acgan, sngan_projection) also draw their sa
 for (class accuracy; the goal for acgan and sngan_projection: above 90 %, measured by run_all.py with
 --budget 1500), and the mean over classes of the FID of each class's samples against half B's images
 of that class (intra-class FID).
+With --curve K each run also saves a checkpoint after every K-th of its steps, and each is scored (FID
+only): how FID moves with steps.
 Writes benchmarks/results/image_quality.md and a PNG of the final sample grids per data set.
 """
 
@@ -74,9 +76,10 @@ def dataset_overrides(name, mnist_root):
     return ["dataset=digits"] if name == "digits" else ["dataset=folder", f"dataset.root={mnist_root}"]
 
 
-def run_overrides(preset, data, mnist_root, steps):
+def run_overrides(preset, data, mnist_root, steps, ckpt_every=0):
     return [*preset_overrides(preset), *dataset_overrides(data, mnist_root), f"trainer.steps={steps}",
-            f"trainer.sample_every={steps}", "trainer.ckpt_every=0", "trainer.progress=false"]
+            f"trainer.sample_every={steps}", f"trainer.ckpt_every={ckpt_every}", "trainer.keep_checkpoints=0",
+            "trainer.progress=false"]
 
 
 def export_halves(data, mnist_root, folder: Path) -> tuple[Path, Path, int]:
@@ -108,9 +111,11 @@ def eval_options(half_b, count, cache, out, per_class=False):
             f"metrics={metrics}", f"out={out}"]
 
 
-def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None):
+def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None,
+            curve: int = 0):
     """Calibrate, train for the budget, score; in a process of its own with `threads` threads. The run
-    folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`."""
+    folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`. With
+    curve=K the run also saves a checkpoint at every K-th of its steps and each is scored (FID only)."""
     from gan_cli.train import train
 
     torch.set_num_threads(threads)
@@ -130,14 +135,22 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
         per_step = max(extra, 1e-3) / k
     steps = max(1, int(budget / per_step))
     run_dir = (keep or work) / f"{data}-{preset}"
+    every = steps // curve if curve > 1 and steps >= curve else 0
     start_cpu, start_wall = time.process_time(), time.perf_counter()
-    result = train(compose(run_overrides(preset, data, mnist_root, steps)), run_dir)
+    result = train(compose(run_overrides(preset, data, mnist_root, steps, every)), run_dir)
     cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
     metrics, _ = scores(["ckpt=" + str(run_dir), *eval_options(half_b, count, work / f"cache-{data}",
                                                                    work / f"eval-{data}-{preset}.json",
                                                                    preset.split("+")[0] in CLASS_CONDITIONAL)])
+    fid_curve = []  # (step, FID) of the checkpoints saved on the way, then of the end
+    for step in range(every, steps, every) if every else ():
+        options = eval_options(half_b, count, work / f"cache-{data}", work / f"eval-{data}-{preset}-{step}.json")
+        options[options.index("metrics=[fid,pr,is]")] = "metrics=[fid]"
+        point, _ = scores([f"ckpt={run_dir}/checkpoints/step_{step:07d}.pt", *options])
+        fid_curve.append((step, point["fid"]))
     return {"preset": preset, "data": data, "steps": steps, "cpu_s": cpu, "wall_s": wall, "metrics": metrics,
-            "grid": str(result["grid"]), "threads": threads}
+            "grid": str(result["grid"]), "threads": threads,
+            "fid_curve": fid_curve + [(steps, metrics["fid"])] if fid_curve else []}
 
 
 def grid_figure(rows, path, title):
@@ -168,6 +181,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
     parser.add_argument("--out", type=Path, default=RESULTS / "image_quality.md")
     parser.add_argument("--keep", type=Path, help="keep the run folders (checkpoints, grids) under this folder")
+    parser.add_argument("--curve", type=int, default=0, metavar="K",
+                        help="also score each run after every K-th of its steps (FID only): how FID moves with steps")
     parser.add_argument("--title", default="Sample quality after a fixed CPU budget", help="the section heading")
     args = parser.parse_args()
     if args.quick:
@@ -177,6 +192,8 @@ def main():
         command += " --data " + " ".join(args.data)
     if args.presets != PRESETS:
         command += " --presets " + " ".join(args.presets)
+    if args.curve:
+        command += f" --curve {args.curve}"
     notes = []
     if "mnist" in args.data and not args.mnist.is_dir():
         args.data = [d for d in args.data if d != "mnist"]
@@ -186,7 +203,8 @@ def main():
     lines = [
         f"## {args.title}",
         "",
-        f"`{command}`; {where}; {args.jobs} runs at a time, one thread each. Every run trains for "
+        f"`{command}`; {where}; {args.jobs} run{'s' if args.jobs > 1 else ''} at a time, one thread each. "
+        "Every run trains for "
         f"{args.budget:g} CPU seconds (the step count comes from a calibration run of the preset), then gan-eval "
         "scores as many samples as half A holds against half B with the classifier backbone. The floor: half A "
         "against half B, the FID of a perfect generator at this sample size.",
@@ -207,7 +225,7 @@ def main():
             floors[data] = (metrics, accuracy, count, time.perf_counter() - start)
             print(f"{data}: floor FID {metrics['fid']:.3f} ({count} images a side, classifier "
                   f"{100 * accuracy:.1f}%)", flush=True)
-            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1, args.keep)
+            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1, args.keep, args.curve)
                      for preset in args.presets]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in as_completed([pool.submit(run_one, *job) for job in jobs]):
@@ -229,7 +247,7 @@ def main():
             for r in rows:
                 m = r["metrics"]
                 shown_root = os.path.relpath(args.mnist, Path(__file__).parents[1])
-                run = " ".join(run_overrides(r["preset"], data, shown_root, r["steps"])[:-3])
+                run = " ".join(run_overrides(r["preset"], data, shown_root, r["steps"])[:-4])
                 class_accuracy = f"{100 * m['accuracy']:.1f}" if "accuracy" in m else ""
                 if "accuracy" in m and r["preset"].split("+")[0] in ("acgan", "sngan_projection"):
                     class_accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
@@ -237,6 +255,10 @@ def main():
                 table_rows.append([f"`{r['preset']}`", r["steps"], f"{r['cpu_s']:.0f}", f"{m['fid']:.2f}",
                                    f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['is_mean']:.2f}",
                                    class_accuracy, intra, f"`gan-train {run}`"])
+                if args.curve:
+                    table_rows[-1].insert(-1, ", ".join(f"{fid:.1f}" for _, fid in r.get("fid_curve", [])))
+            if args.curve:
+                table_rows[0].insert(-1, "")
             lines += [
                 f"### {name}",
                 "",
@@ -244,7 +266,8 @@ def main():
                 f"{100 * accuracy:.1f}% on its held-out tenth of half B.",
                 "",
                 *table(["preset", "G steps", "CPU s", "FID (classifier)", "precision", "recall", "IS",
-                        "class accuracy %", "intra-class FID", "run"], table_rows),
+                        "class accuracy %", "intra-class FID", *(["FID at each " + ("quarter" if args.curve == 4
+                        else f"1/{args.curve}") + " of the steps"] if args.curve else []), "run"], table_rows),
                 "",
                 f"![{data} samples]({args.out.parent.name}/{figure.name})",
                 "",
