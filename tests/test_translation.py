@@ -211,6 +211,30 @@ def test_cycle_and_identity_losses_on_hand_made_tensors():
     assert float(d_loss) == pytest.approx(0.5)
 
 
+def test_cycle_noise_reaches_the_cycle_and_nothing_else():
+    from omegaconf import OmegaConf
+
+    from gan_cli import build
+
+    c = OmegaConf.to_container(tiny_config("model=cyclegan", "game.cycle_noise=0.2"))
+    data = build.data(c, torch.device("cpu"), batch_size=2)
+    game = build.game(c, data, torch.device("cpu"))
+    nets = {"G_AB": Shift(0.0), "G_BA": Shift(0.0), "D_A": Ones(), "D_B": Ones()}
+    a, b = torch.zeros(64, 1, 32, 32), torch.full((64, 1, 32, 32), 0.3)
+    player = {p.name: p for p in game.players()}
+    torch.manual_seed(0)
+    _, stats = game.loss(player["G"], (a, b, None, None), Nets(nets, nets), 1)
+    # Identity Gs undo nothing but the noise: the cycle's error is E|N(0, 0.2^2)| = 0.2 sqrt(2 / pi) = 0.160.
+    assert float(stats["G/cycle_A"]) == pytest.approx(0.2 * np.sqrt(2 / np.pi), rel=0.02)
+    assert float(stats["G/cycle_B"]) == pytest.approx(0.2 * np.sqrt(2 / np.pi), rel=0.02)
+    assert float(stats["G/identity_A"]) == 0.0 and float(stats["G/identity_B"]) == 0.0
+    fake_a, fake_b = game._fakes  # D judges the translations themselves, without the noise
+    assert torch.equal(fake_a, b) and torch.equal(fake_b, a)
+    with pytest.raises(UserError, match="cycle_noise"):
+        build.game(OmegaConf.to_container(tiny_config("model=cyclegan", "game.cycle_noise=-1")), data,
+                   torch.device("cpu"))
+
+
 def test_pix2pix_adds_lambda_l1_to_the_cgan_loss():
     from omegaconf import OmegaConf
 

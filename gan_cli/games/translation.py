@@ -195,13 +195,14 @@ class CycleGAN(Translation):
 
     def __init__(self, *, generator: dict, discriminator: dict, loss: dict, conditioning: dict, data, device,
                  batch_size: int, n_critic: int = 1, num_classes: int | None = None, cycle_weight: float = 10.0,
-                 identity_weight: float = 0.5, pool_size: int = 50):
+                 identity_weight: float = 0.5, pool_size: int = 50, cycle_noise: float = 0.0):
         super().__init__()
         self.data = _translation_data(data, self.name, paired=False)
         _no_conditioning(conditioning, self.name)
         if n_critic != 1:
             raise UserError(f"game cyclegan updates the Ds once per step (trainer.n_critic=1), got {n_critic}")
-        for key, value in (("cycle_weight", cycle_weight), ("identity_weight", identity_weight)):
+        for key, value in (("cycle_weight", cycle_weight), ("identity_weight", identity_weight),
+                           ("cycle_noise", cycle_noise)):
             if not isinstance(value, (int, float)) or value < 0:
                 raise UserError(f"game.{key} must be a number >= 0, got {value!r}")
         ca, cb = data.channels_a, data.channels_b
@@ -209,6 +210,7 @@ class CycleGAN(Translation):
             raise UserError(f"the identity loss feeds A images to G_BA and B to G_AB, which needs as many channels "
                             f"on both sides (A has {ca}, B {cb}); set game.identity_weight=0")
         self.device, self.cycle_weight, self.identity_weight = device, float(cycle_weight), float(identity_weight)
+        self.cycle_noise = float(cycle_noise)
         self.names = {"generator": generator["name"], "discriminator": discriminator["name"], "loss": loss["name"]}
         G_AB = registry.build("generator", generator, shape=data.shape_a, out_channels=cb).to(device)
         G_BA = registry.build("generator", generator, shape=data.shape_b, out_channels=ca).to(device)
@@ -225,6 +227,8 @@ class CycleGAN(Translation):
 
     def describe(self):
         identity = f" + {self.identity_weight * self.cycle_weight:g} x identity" if self.identity_weight else ""
+        if self.cycle_noise:
+            identity += f", noise {self.cycle_noise:g} on the cycle"
         return (f"cyclegan: {self.names['generator']} G_AB, G_BA + {self.names['discriminator']} D_A, D_B "
                 f"({self.names['loss']} loss + {self.cycle_weight:g} x cycle{identity}, pools of "
                 f"{self.pools['A'].size})")
@@ -243,8 +247,8 @@ class CycleGAN(Translation):
             fake_b, fake_a = nets["G_AB"](a), nets["G_BA"](b)
             adversarial_ab = objective.g_loss(nets["D_B"](fake_b))
             adversarial_ba = objective.g_loss(nets["D_A"](fake_a))
-            cycle_a = (nets["G_BA"](fake_b) - a).abs().mean()
-            cycle_b = (nets["G_AB"](fake_a) - b).abs().mean()
+            cycle_a = (nets["G_BA"](self.noisy(fake_b)) - a).abs().mean()
+            cycle_b = (nets["G_AB"](self.noisy(fake_a)) - b).abs().mean()
             loss = adversarial_ab + adversarial_ba + self.cycle_weight * (cycle_a + cycle_b)
             stats = {"G/adversarial_AB": adversarial_ab.detach(), "G/adversarial_BA": adversarial_ba.detach(),
                      "G/cycle_A": cycle_a.detach(), "G/cycle_B": cycle_b.detach()}
@@ -266,6 +270,12 @@ class CycleGAN(Translation):
         return loss, {"loss/D": loss.detach(), "D/A": d_a.detach(), "D/B": d_b.detach(),
                       "D_A/real_score": real_a.detach().float().mean(), "D_A/fake_score": judged_a.detach().float().mean(),
                       "D_B/real_score": real_b.detach().float().mean(), "D_B/fake_score": judged_b.detach().float().mean()}
+
+    def noisy(self, fake):
+        """A translation as the cycle's way back sees it: with game.cycle_noise, plus Gaussian noise of that
+        standard deviation (drawn from the run's stream on the device), so the reverse G cannot rebuild the
+        source from faint detail hidden in the translation (Bashkirova et al. 2019)."""
+        return fake + self.cycle_noise * torch.randn_like(fake) if self.cycle_noise else fake
 
     def after_update(self, player, nets):
         if player.name == "D":
