@@ -30,9 +30,11 @@ from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
-METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation", "probe")
+METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation",
+           "label_preservation_joint", "probe")
 CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
-TRANSLATION_METRICS = ("l1", "psnr", "ssim", "label_preservation")  # of image-to-image checkpoints
+# of image-to-image checkpoints
+TRANSLATION_METRICS = ("l1", "psnr", "ssim", "label_preservation", "label_preservation_joint")
 DEFAULT_METRICS = ["fid", "is", "kid", "pr"]  # metrics=null: what a z -> image checkpoint or a folder gets
 
 
@@ -304,7 +306,8 @@ def table(result: dict) -> str:
     names = {"fid": "FID", "is_mean": "IS", "kid_mean": "KID", "precision": "precision", "recall": "recall",
              "accuracy": "class accuracy", "intra_fid": "intra-class FID",
              "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL",
-             "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation"}
+             "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation",
+             "label_preservation_joint": "label preservation (joint)"}
     m, rows = result["metrics"], []
     if "probe" in result:  # the linear probe: D beside its baselines
         lines = [f"linear probe, {result['protocol']['probe_labels']} labels, test accuracy:"]

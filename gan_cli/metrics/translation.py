@@ -8,6 +8,10 @@
                         classifier backbone where that domain is labelled (else Inception)
     label_preservation  where both domains carry labels: the share of translations that a classifier
                         of the target domain gives the source image's label
+    label_preservation_joint
+                        the same read by a classifier trained on both domains' training images: it
+                        knows each class in both styles, so a translation that keeps its digit but
+                        falls between the styles still counts, and one that changes the digit does not
 """
 
 import logging
@@ -23,7 +27,7 @@ from gan_cli.data.images import resize_uint8
 
 log = logging.getLogger("gan_cli.metrics")
 
-METRICS = ("l1", "psnr", "ssim", "fid", "kid", "label_preservation")
+METRICS = ("l1", "psnr", "ssim", "fid", "kid", "label_preservation", "label_preservation_joint")
 
 
 def paired_scores(fake: torch.Tensor, target: torch.Tensor) -> dict:
@@ -100,8 +104,9 @@ def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
                             "pairs; use metrics=[fid,kid,label_preservation]")
         m.update({k: v for k, v in paired_scores(fake, to_uint8(targets)).items() if k in wanted})
         protocol["paired"] = "each test translation against its target, [0, 1] pixel values, per image then the mean"
-    if "label_preservation" in wanted and not labelled:
-        raise UserError(f"label_preservation needs labels on both sides of {data.name}; drop it from metrics")
+    for key in ("label_preservation", "label_preservation_joint"):
+        if key in wanted and not labelled:
+            raise UserError(f"{key} needs labels on both sides of {data.name}; drop it from metrics")
     if any(k in wanted for k in ("fid", "kid", "label_preservation")):
         real_images, real_labels = _target_images(data, target_side)
         if options["backbone"] == "classifier" and real_labels is not None and test["labels_B"] is not None:
@@ -134,4 +139,31 @@ def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
             m["label_preservation"] = float((fake_p.argmax(1) == test["labels_A"].numpy()).mean())
             protocol["label_preservation"] = ("share of test translations the target domain's classifier gives the "
                                               "source image's label")
+    if "label_preservation_joint" in wanted:
+        m["label_preservation_joint"] = _joint_preservation(data, target_side, test, fake, options, device, result)
+        protocol["label_preservation_joint"] = ("share of test translations a classifier of both domains' training "
+                                                "images gives the source image's label")
     return result
+
+
+def _joint_preservation(data, target_side: str, test: dict, fake: torch.Tensor, options: dict, device,
+                        result: dict) -> float:
+    """label_preservation_joint: one classifier learns both domains' training images (each class in both
+    styles; tested on both test splits), then reads the translations."""
+    target, target_labels = _target_images(data, target_side)
+    source, source_labels = _target_images(data, "A" if target_side == "B" else "B")
+    if source.shape[1] != target.shape[1]:
+        raise UserError(f"label_preservation_joint trains one classifier on both domains, which needs as many "
+                        f"channels on both sides (source {source.shape[1]}, target {target.shape[1]})")
+    side = target.shape[-1]
+    images = torch.cat([resize_uint8(source, side), target])
+    labels = torch.cat([source_labels, target_labels])
+    test_images = torch.cat([resize_uint8(to_uint8(test["A"]), side), resize_uint8(to_uint8(test["B"]), side)])
+    test_labels = torch.cat([test["labels_A"], test["labels_B"]])
+    joint = ClassifierBackbone((images, labels, test_images, test_labels, f"both domains of {data.name}"), device,
+                               options["cache_dir"], options["progress"])
+    result["joint_classifier_test_accuracy"] = joint.accuracy
+    batch = options["batch_size"]
+    _, probabilities = extract(joint, (fake[i:i + batch] for i in range(0, len(fake), batch)), len(fake),
+                               "translations (joint classifier)", options["progress"])
+    return float((probabilities.argmax(1) == test["labels_A"].numpy()).mean())
