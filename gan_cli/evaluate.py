@@ -310,7 +310,7 @@ def table(result: dict) -> str:
              "label_preservation_joint": "label preservation (joint)"}
     m, rows = result["metrics"], []
     if "probe" in result:  # the linear probe: D beside its baselines
-        lines = [f"linear probe, {result['protocol']['probe_labels']} labels, test accuracy:"]
+        lines = [f"linear probe (labels: {result['protocol']['probe_labels']}), test accuracy:"]
         for name, row in result["probe"].items():
             spread = f" ± {100 * row['std']:.2f}" if len(row["accuracies"]) > 1 else ""
             lines.append(f"  {name:<16} {100 * row['mean']:.2f} %{spread}  ({row['features']} features)")
