@@ -143,7 +143,7 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
                                                                    work / f"eval-{data}-{preset}.json",
                                                                    preset.split("+")[0] in CLASS_CONDITIONAL)])
     fid_curve = []  # (step, FID) of the checkpoints saved on the way, then of the end
-    for step in range(every, steps, every) if every else ():
+    for step in (every * i for i in range(1, curve)) if every else ():
         options = eval_options(half_b, count, work / f"cache-{data}", work / f"eval-{data}-{preset}-{step}.json")
         options[options.index("metrics=[fid,pr,is]")] = "metrics=[fid]"
         point, _ = scores([f"ckpt={run_dir}/checkpoints/step_{step:07d}.pt", *options])
