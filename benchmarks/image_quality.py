@@ -105,8 +105,8 @@ def scores(options):
     return result["metrics"], result.get("classifier_test_accuracy")
 
 
-def eval_options(half_b, count, cache, out, per_class=False):
-    metrics = "[fid,pr,is,accuracy,intra_fid]" if per_class else "[fid,pr,is]"
+def eval_options(half_b, count, cache, out, per_class=False, metrics=None):
+    metrics = metrics or ("[fid,pr,is,accuracy,intra_fid]" if per_class else "[fid,pr,is]")
     return [f"real={half_b}", f"cache_dir={cache}", "progress=false", f"num_samples={count}",
             f"metrics={metrics}", f"out={out}"]
 
@@ -144,9 +144,8 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
                                                                    preset.split("+")[0] in CLASS_CONDITIONAL)])
     fid_curve = []  # (step, FID) of the checkpoints saved on the way, then of the end
     for step in (every * i for i in range(1, curve)) if every else ():
-        options = eval_options(half_b, count, work / f"cache-{data}", work / f"eval-{data}-{preset}-{step}.json")
-        options[options.index("metrics=[fid,pr,is]")] = "metrics=[fid]"
-        point, _ = scores([f"ckpt={run_dir}/checkpoints/step_{step:07d}.pt", *options])
+        point, _ = scores([f"ckpt={run_dir}/checkpoints/step_{step:07d}.pt", *eval_options(
+            half_b, count, work / f"cache-{data}", work / f"eval-{data}-{preset}-{step}.json", metrics="[fid]")])
         fid_curve.append((step, point["fid"]))
     return {"preset": preset, "data": data, "steps": steps, "cpu_s": cpu, "wall_s": wall, "metrics": metrics,
             "grid": str(result["grid"]), "threads": threads,

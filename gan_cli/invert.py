@@ -24,10 +24,10 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from gan_cli import UserError
+from gan_cli.metrics.backbones import at_32
 
 log = logging.getLogger("gan_cli.invert")
 
@@ -159,13 +159,6 @@ def psnr_ssim(fake: torch.Tensor, real: torch.Tensor) -> tuple[list[float], list
 @torch.no_grad()
 def class_of(net, images: torch.Tensor, device) -> torch.Tensor:
     return net(at_32(images.to(device)))[1].argmax(1).cpu()
-
-
-def at_32(x: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] at the classifier backbone's 32x32 (bilinear, antialiased, as classifier_input)."""
-    if x.shape[-1] != 32:
-        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
-    return x
 
 
 def read_codes(path) -> dict:

@@ -145,7 +145,11 @@ class SmallCNN(nn.Module):
 
 def classifier_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 N x C x H x W -> float 32 x 32 in [-1, 1] (bilinear with antialiasing when shrinking)."""
-    x = images.float().div(127.5).sub(1.0)
+    return at_32(images.float().div(127.5).sub(1.0))
+
+
+def at_32(x: torch.Tensor) -> torch.Tensor:
+    """Float images at the classifier's 32 x 32 (bilinear with antialiasing when shrinking)."""
     if x.shape[-2:] != (32, 32):
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
     return x
