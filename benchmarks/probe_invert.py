@@ -89,6 +89,8 @@ def main():
     parser.add_argument("--out", type=Path, default=RESULTS / "probe_invert.md")
     parser.add_argument("--keep", type=Path, default=Path("outputs/bench-probe-invert"),
                         help="the runs and figures' sources")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the runs already trained under --keep (same budget) instead of training anew")
     args = parser.parse_args()
     if not args.mnist.is_dir():
         raise SystemExit(f"no MNIST folder at {args.mnist} (--mnist <folder with one subfolder per class>)")
@@ -102,12 +104,20 @@ def main():
     half_a, half_b, count = export_halves("mnist", args.mnist, work / "halves")
     print(f"halves of {count} and {sum(1 for _ in half_b.rglob('*.png'))} images", flush=True)
     runs = {}
+
+    def record(preset):  # what run_one returned for this preset, kept beside its run folder
+        return work / "runs" / f"mnist-{preset}-{args.budget:g}.json"
+
+    if args.reuse:
+        runs = {p: json.loads(record(p).read_text()) for p in args.presets if record(p).is_file()}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {preset: pool.submit(run_one, preset, "mnist", half_a, args.budget, work / "tmp", half_b, count, 1,
-                                       work / "runs") for preset in args.presets}
+                                       work / "runs") for preset in args.presets if preset not in runs}
         for preset, future in futures.items():
             runs[preset] = future.result()
-            print(f"{preset}: {runs[preset]['steps']} steps, FID {runs[preset]['metrics']['fid']:.2f}", flush=True)
+            record(preset).write_text(json.dumps(runs[preset]))
+    for preset in args.presets:
+        print(f"{preset}: {runs[preset]['steps']} steps, FID {runs[preset]['metrics']['fid']:.2f}", flush=True)
 
     # The probe, with every label of half A and with 10 per class.
     probe = {}
