@@ -77,6 +77,20 @@ def best_random_psnr(run: Path, targets: Path, count: int, work: Path) -> dict:
     return best
 
 
+def cross_class(codes: Path, work: Path) -> Path:
+    """A copy of mode=invert's codes.pt holding the first image of each class, classes in turn: mode=interpolate
+    joins codes 0 -> 1, 2 -> 3, ..., so each row morphs a digit into the next one (0 -> 1, 2 -> 3, ...)."""
+    saved = torch.load(codes, map_location="cpu", weights_only=True)
+    first = {}
+    for i, name in enumerate(saved["names"]):  # names are "<class folder>/<file>"
+        first.setdefault(name.split("/")[0], i)
+    order = [first[c] for c in sorted(first)]
+    path = work / "codes_cross_class.pt"
+    torch.save({"space": saved["space"], "codes": saved["codes"][order],
+                "names": [saved["names"][i] for i in order]}, path)
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=1500, help="CPU seconds of training per preset")
@@ -148,8 +162,8 @@ def main():
     gan_sample(f"ckpt={run}", "mode=invert", "input=samples", "n=50", f"out={own}", "invert_features=none", *steps)
     recovery = json.loads((own / "invert.json").read_text())
     morph = work / "morph.png"
-    gan_sample(f"ckpt={run}", "mode=interpolate", f"codes={folder / 'codes.pt'}", "pairs=5", "steps=8",
-               f"out={morph}")
+    gan_sample(f"ckpt={run}", "mode=interpolate", f"codes={cross_class(folder / 'codes.pt', work)}", "pairs=5",
+               "steps=8", f"out={morph}")
     figures = {"sheet": args.out.parent / f"{args.out.stem}_reconstructions.png",
                "morph": args.out.parent / f"{args.out.stem}_morph.png"}
     shutil.copy(folder / "sheet.png", figures["sheet"])
