@@ -10,8 +10,8 @@ flattened, and all of them are concatenated. The features are standardised (mean
 training images) and a linear SVM (squared hinge, one class against the rest) is trained on the labelled
 training split (the data set's train split, or 90 % of its images; with probe_test=, all of them), C
 chosen from PROBE_C on a validation fifth of it (from the smallest up, until two in a row do no better),
-then refitted on all of it with that C and scored on the test split. Baselines, scored the same way: the same D architecture with its random
-initial weights (seeded), and the raw pixels.
+then refitted on all of it with that C and scored on the test split. Baselines, scored the same way: the
+same D architecture with its random initial weights (seeded), and the raw pixels.
 """
 
 import copy
@@ -30,7 +30,7 @@ log = logging.getLogger("gan_cli.probe")
 
 PROBE_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # the SVM's C, chosen on the validation split
 ROUND = 50  # L-BFGS iterations between updates of the SVM's preconditioner
-TOLERANCE = 1e-7  # the SVM's fit ends when 50 iterations lower its objective by less than this fraction
+TOLERANCE = 1e-7  # the SVM's fit ends when a round of ROUND iterations lowers its objective by less than this fraction
 POOLED = 4  # each layer's output is max-pooled to POOLED x POOLED positions
 
 
@@ -95,8 +95,8 @@ class LinearSVM:
     class k, min_w 1/2 |w|^2 + C sum_i max(0, 1 - y_ik <w, [x_i, 1]>)^2 with y_ik = +1 for class k, else -1.
     That is scikit-learn's LinearSVC objective (the intercept a weight on a constant feature of 1, and
     regularised with the rest; tests check the two agree). Solved by L-BFGS in torch, in the span of the
-    training rows (the optimum lies there: see RowSpace), preconditioned so that a few dozen iterations do
-    where plain L-BFGS on thousands of 7,168-d features stopped unconverged after 300."""
+    training rows (the optimum lies there: see RowSpace) and preconditioned: on 4,000 rows of 7,168-d
+    features a fit takes 20 to 350 iterations, five C together a fifth of plain L-BFGS's time in the full space."""
 
     def __init__(self, c: float, max_iter: int = 500):
         self.c, self.max_iter = c, max_iter
@@ -122,9 +122,8 @@ class LinearSVM:
             slack = F.relu(1 - signs * (space.rows @ coords))
             return 0.5 * coords.square().sum() + self.c * slack.square().sum()
 
-        self.iterations = 0
+        self.iterations, before = 0, float(objective_of(coords))
         while self.iterations < self.max_iter:
-            before = float(objective_of(coords))
             active = (signs * (space.rows @ coords) < 1).double()
             root = (1 + 2 * self.c * squares.T @ active).sqrt()
             scaled = (coords * root).requires_grad_(True)
@@ -141,8 +140,10 @@ class LinearSVM:
             opt.step(objective)
             coords = (scaled / root).detach()
             self.iterations += opt.state[scaled]["n_iter"]
-            if before - float(objective_of(coords)) < TOLERANCE * before:
+            after = float(objective_of(coords))
+            if before - after < TOLERANCE * before:
                 break
+            before = after
         self.coords = coords
         self.weights = space.basis @ self.coords  # (features + 1, classes): the last row is the intercept
         return self
