@@ -5,8 +5,10 @@
         --master_port=29500 $(which gan-train) ...
 
 gan-train sees torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK) and joins the process group
-itself: NCCL where CUDA is visible, gloo otherwise. Outside torchrun every function here is a
-no-op that describes a world of one process.
+itself. Where CUDA is visible the group has two backends, gloo for CPU tensors and NCCL for CUDA
+ones, so each collective goes by the device of the run (`trainer.device=cpu` keeps to gloo on a GPU
+machine); elsewhere gloo alone. Outside torchrun every function here is a no-op that describes a world
+of one process.
 """
 
 import os
@@ -24,9 +26,9 @@ def launched() -> bool:
 def setup() -> None:
     if launched() and not dist.is_initialized():
         cuda = torch.cuda.is_available()
-        if cuda:
+        if cuda and local_rank() < torch.cuda.device_count():  # more processes than GPUs: see pick_device
             torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
 
 
 def active() -> bool:

@@ -255,7 +255,7 @@ def evaluate(options: dict) -> dict:
         protocol["kid"] = f"{options['kid_subsets']} subsets of {size}, polynomial kernel (x.y/d + 1)^3, unbiased MMD^2"
     if "pr" in options["metrics"]:
         real_pr, fake_pr = equal_sizes(real["features"], fake_f, options["seed"])
-        m["precision"], m["recall"] = scores.precision_recall(real_pr, fake_pr, k=options["pr_k"])
+        m["precision"], m["recall"] = scores.precision_recall(real_pr, fake_pr, k=options["pr_k"], device=device)
         protocol["pr"] = (f"k = {options['pr_k']} nearest-neighbour balls (Kynkaanniemi et al. 2019), {len(real_pr)} "
                           "real and fake features each (a seeded subset of the larger side)")
     if class_metrics:

@@ -8,6 +8,8 @@ Every loss takes `r1_gamma`: the R1 penalty (gamma / 2) E||grad D(real)||^2 of M
 2018, off at 0.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -28,10 +30,25 @@ def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
         return grad.flatten(1).norm(dim=1)
 
 
+def _in_float32(method):
+    @functools.wraps(method)
+    def wrapped(self, *scores):
+        return method(self, *(x.float() for x in scores))
+    return wrapped
+
+
 class GANLoss:
     """Base of every objective: `d_loss` and `g_loss` are minimised by D and G."""
 
     critic = False  # True where D's scores estimate a distance (WGAN): the loop then logs the estimate
+
+    def __init_subclass__(cls, **kwargs):
+        """Every objective takes its scores in float32: under bf16 / fp16 autocast D's scores come out in half
+        precision, and a mean of softplus or squares in 8 bits of mantissa would round the loss."""
+        super().__init_subclass__(**kwargs)
+        for name in ("d_loss", "g_loss"):
+            if name in cls.__dict__:
+                setattr(cls, name, _in_float32(cls.__dict__[name]))
 
     def __init__(self, r1_gamma: float = 0.0):
         if r1_gamma < 0:

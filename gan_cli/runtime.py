@@ -22,7 +22,12 @@ def pick_device(name: str) -> torch.device:
     Under torchrun each process takes the GPU of its LOCAL_RANK.
     """
     if distributed.launched() and name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", distributed.local_rank())
+        gpus, local = torch.cuda.device_count(), distributed.local_rank()
+        if local >= gpus:
+            raise UserError(f"torchrun started more processes on this machine than the {gpus} GPU(s) it sees "
+                            f"(local rank {local}): one GPU each, so --nproc_per_node={gpus}, or "
+                            "trainer.device=cpu")
+        return torch.device("cuda", local)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -62,6 +67,84 @@ class Precision:
     def scaler(self) -> torch.amp.GradScaler:
         """A loss scaler for one optimizer (a no-op unless fp16)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
+
+
+# --- the precision policy ---------------------------------------------------------------------------
+
+
+def _tf32_api():
+    """(matmul, convolution) objects of PyTorch's TF32 switch: fp32_precision ('tf32' | 'ieee') where this
+    PyTorch has it (2.9 on), else the older allow_tf32 flags. The two must not be mixed."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "conv"):
+        return matmul, conv.conv
+    return None
+
+
+def set_tf32(on: bool) -> None:
+    api = _tf32_api()
+    if api:
+        for part in api:
+            part.fp32_precision = "tf32" if on else "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
+
+
+def tf32_state():
+    api = _tf32_api()
+    if api:
+        return tuple(part.fp32_precision for part in api)
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def _restore_tf32(state) -> None:
+    api = _tf32_api()
+    if api:
+        for part, value in zip(api, state):
+            part.fp32_precision = value
+    else:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = state
+
+
+@contextlib.contextmanager
+def ieee_float32(device):
+    """Plain IEEE float32 inside: no TF32 matmuls or convolutions, no autocast. FID and the other metrics'
+    features are computed so, whatever precision the run trains in (TF32 moves FID away from the reference)."""
+    saved = tf32_state()
+    set_tf32(False)
+    try:
+        with torch.autocast(torch.device(device).type, enabled=False):
+            yield
+    finally:
+        _restore_tf32(saved)
+
+
+def apply_policy(t: dict, device: torch.device) -> dict:
+    """Set what trainer.tf32, cudnn_benchmark and deterministic ask for; returns the record a checkpoint keeps.
+
+    tf32: TF32 tensor cores for float32 matmuls and convolutions (Ampere and later; about 10 significant
+    bits). cudnn_benchmark: cuDNN times its algorithms for each new input shape and keeps the fastest.
+    deterministic: deterministic algorithms (ops that have none warn), cuDNN's deterministic mode and
+    cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8, unless already set), so that a GPU run repeats
+    bit for bit on the same machine. They touch CUDA only; CPU runs are deterministic anyway."""
+    set_tf32(bool(t["tf32"]))
+    torch.backends.cudnn.benchmark = bool(t["cudnn_benchmark"]) and not t["deterministic"]
+    if t["deterministic"]:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = bool(t["deterministic"])
+    torch.use_deterministic_algorithms(bool(t["deterministic"]), warn_only=True)
+    return {"precision": str(t["precision"]), "tf32": bool(t["tf32"]), "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "channels_last": bool(t["channels_last"]), "deterministic": bool(t["deterministic"]),
+            "device": device_name(device), "torch": str(torch.__version__)}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 @contextlib.contextmanager

@@ -73,8 +73,9 @@ class NonFiniteGuard:
         bad = ~torch.isfinite(values)
         new = (self.first_step < 0) & bad.any()
         which = bad.long().argmax()
+        # gather, not values[which]: indexing with a tensor would read it on the host
         self.which = torch.where(new, which, self.which)
-        self.value = torch.where(new, values[which], self.value)
+        self.value = torch.where(new, values.gather(0, which.reshape(1)).reshape(()), self.value)
         self.first_step = torch.where(new, torch.full_like(self.first_step, step), self.first_step)
 
     def problem(self) -> str | None:

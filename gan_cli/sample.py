@@ -44,7 +44,7 @@ from gan_cli.options import positive_int
 log = logging.getLogger("gan_cli.sample")
 
 MODES = ("grid", "images", "interpolate", "arithmetic", "traverse", "truncation", "mix", "noise", "invert",
-         "translate", "upscale")
+         "translate", "upscale", "export")
 NOISE_DRAWS = 32  # mode=noise: noise draws per seed behind the standard deviation map
 
 
@@ -248,6 +248,8 @@ def sample(options: dict) -> list[Path]:
                         f"{path} is of game {loaded.game.name}")
     if options["codes"] is not None:
         return codes_figure(loaded, options, run_dir, device)
+    if options["mode"] == "export":
+        return export_program(loaded, options, run_dir, device)
     if options["mode"] == "invert":
         return run_invert(loaded, options, run_dir, device)
     G, data, state, which, cond = loaded.net, loaded.data, loaded.state, loaded.which, loaded.game.cond
@@ -374,6 +376,20 @@ def sample(options: dict) -> list[Path]:
     result = generate(G, (means[0] - means[1] + means[2])[None], bs, device, c)[0]
     target = default_out(run_dir, options, f"arithmetic-a{groups[0][0]}-b{groups[1][0]}-c{groups[2][0]}", ".png")
     return save_arithmetic(rows, result, target)
+
+
+def export_program(loaded, options: dict, run_dir: Path, device) -> list[Path]:
+    """mode=export: G (G_ema where kept) as a torch.export program that plain PyTorch loads (gan_cli.api.export)."""
+    from gan_cli.api import Model, export
+
+    target = Path(options["out"]).expanduser() if options["out"] else run_dir / "generated" / "G.pt2"
+    psi = options["truncation"]
+    info = export(Model(loaded, device), target, truncation=None if psi is None else float(psi))
+    log.info("%s of %s (step %d) -> %s, for any batch size; takes %s, gives %s images in [-1, 1]. Without "
+             "gan-cli:\n  G = torch.export.load(%r).module()\n  images = G(torch.randn(16, %d)%s)",
+             loaded.which, loaded.path, info["step"], target, info["inputs"], "x".join(map(str, info["output_shape"])),
+             str(target), info["z_dim"], ", c" if info["inputs"] != "z" else "")
+    return [target]
 
 
 def save_interpolation(frames: torch.Tensor, target: Path, frame_ms: int) -> list[Path]:

@@ -25,13 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from gan_cli import UserError, augment, build, checkpoint, distributed, plots, runtime
 from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.scores import minimum_samples
+from gan_cli.progress import Progress
 from gan_cli.runtime import shown
 from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
 
@@ -45,6 +45,9 @@ EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent"
 
 def check_trainer(t: dict) -> None:
     """One clear line for each setting that cannot work."""
+    seconds = t["progress_seconds"]
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        raise UserError(f"trainer.progress_seconds must be a number of seconds >= 0, got {seconds!r}")
     for key in ("steps", "batch_size", "n_critic", "log_every", "grid_size", "eval_samples"):
         if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
             raise UserError(f"trainer.{key} must be a positive integer, got {t[key]!r}")
@@ -64,7 +67,7 @@ def check_trainer(t: dict) -> None:
                         f"got {t['eval_samples']}")
     if str(t["precision"]) not in runtime.PRECISIONS:
         raise UserError(f"unknown trainer.precision '{t['precision']}'; choose 32, bf16 or 16")
-    for key in ("compile", "progress"):
+    for key in ("compile", "progress", "sync_batchnorm", "tf32", "cudnn_benchmark", "channels_last", "deterministic"):
         if not isinstance(t[key], bool):
             raise UserError(f"trainer.{key} must be true or false, got {t[key]!r}")
     augment.check(t)
@@ -107,12 +110,14 @@ def plain_config(cfg) -> dict:
         raise UserError(f"{key} is required: add {key}=... to the command") from None
 
 
-# Keys a resume may change freely: how long to train and how the run is watched, not what it learns.
+# Keys a resume may change freely: how long to train, how the run is watched and on what hardware settings it
+# runs (the device, TF32, layouts), not what it learns.
 RESUME_FREE = {
     "resume", "resume_override", "trainer.steps", "trainer.progress", "trainer.device", "trainer.num_workers",
     "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_checkpoints",
     "trainer.compile", "trainer.eval_every", "trainer.eval_metric", "trainer.eval_samples", "dataset.root",
-    "dataset.download",
+    "dataset.download", "trainer.progress_seconds", "trainer.tf32", "trainer.cudnn_benchmark", "trainer.channels_last",
+    "trainer.deterministic",
 }
 
 
@@ -176,7 +181,8 @@ def resumed_config(saved: dict, overrides, choices: dict | None = None) -> dict:
 LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False, "eval_every": 0,
                       "eval_metric": "fid", "eval_samples": 2000, "augment": [], "augment_p": 1.0,
                       "augment_target": None, "augment_speed": 100_000,
-                      "g_ema_rampup": 0.0}
+                      "g_ema_rampup": 0.0, "sync_batchnorm": False, "progress_seconds": 30, "tf32": False,
+                      "cudnn_benchmark": False, "channels_last": False, "deterministic": False}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -269,23 +275,38 @@ def initialise(source, game) -> None:
 
 
 def wrap(game, t: dict, world: int, device) -> tuple[dict, dict]:
-    """The modules the loop runs: compiled where asked, and under torchrun DDP-wrapped for the updates
-    that train them (`running`); `frozen` are the same without DDP, for updates that leave them alone."""
+    """The modules the loop runs: under torchrun with trainer.sync_batchnorm their batch norm pooled over the
+    processes, compiled where asked, and under torchrun DDP-wrapped for the updates that train them
+    (`running`); `frozen` are the same without DDP, for updates that leave them alone."""
     running = dict(game.nets)
+    synced = set()
+    if world > 1 and t["sync_batchnorm"]:
+        twice = game.differentiated_twice()
+        for name, net in running.items():
+            if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+                continue
+            if name in twice:
+                raise UserError(f"trainer.sync_batchnorm=true: {name} has batch norm and its gradient penalty "
+                                "differentiates it twice, which SyncBatchNorm cannot; use trainer.sync_batchnorm="
+                                "false (per-process statistics) or a D without batch norm")
+            if device.type != "cuda":
+                raise UserError("trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm); "
+                                "set it to false on the CPU")
+            running[name] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            synced.add(name)
+        if synced:
+            log.info("batch norm of %s pooled over the %d processes", " and ".join(sorted(synced)), world)
     if t["compile"]:
         running = {name: torch.compile(net) for name, net in running.items()}
     frozen = dict(running)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        twice = game.differentiated_twice()
         for name, net in running.items():
-            if device.type == "cuda":
-                if name in twice:  # SyncBatchNorm cannot be differentiated twice: per-process statistics
-                    log.info("%s keeps per-process batch norm: its gradient penalty differentiates it twice", name)
-                else:
-                    net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            running[name] = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+            # Per-process batch norm: rank 0's statistics are broadcast before each forward, as DDP does by
+            # default. Pooled (SyncBatchNorm) statistics are the same everywhere already.
+            running[name] = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                broadcast_buffers=name not in synced)
     return running, frozen
 
 
@@ -315,12 +336,16 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
     runtime.seed_everything(c["seed"] + rank)
     device = runtime.pick_device(t["device"])
     precision = runtime.Precision(t["precision"], device)
+    policy = runtime.apply_policy(t, device)
 
     # The data (each process its own share), the game and its nets, optimizers, schedules and copies.
     data = build.data(c, device, t["num_workers"], t["batch_size"]).shard(rank, world)
     if len(data.shape) == 1 and (replaced := build.vector_nets(c)):
         log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
     game = build.game(c, data, device)
+    if t["channels_last"] and len(data.shape) == 3:  # NHWC weights: convolutions then run in that layout
+        for net in game.nets.values():
+            net.to(memory_format=torch.channels_last)
     optimizers = build.optimizers(c["optimizer"], game)
     schedules = build.schedules(c["optimizer"], optimizers, t["steps"])
     scalers = {name: precision.scaler() for name in optimizers}
@@ -414,6 +439,7 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
             "choices": choices,
             "num_classes": data.num_classes,
             "best": best,
+            "precision_policy": policy,
         }
 
     def write_samples(step: int) -> Path:
@@ -462,8 +488,7 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
     steps = t["steps"]
     if step >= steps:
         log.info("the run is already at step %d of %d; raise trainer.steps to train further", step, steps)
-    bar = tqdm(total=steps, initial=step, desc="train", unit="step", disable=not (t["progress"] and main_process),
-               dynamic_ncols=True)
+    bar = Progress(steps, step, t["progress"] and main_process, t["progress_seconds"])
     logged, final_metrics, stats, batch = {}, {}, {}, None
     t_log, step_log, t_start = time.perf_counter(), step, time.perf_counter()
     for net in game.nets.values():
@@ -502,9 +527,10 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
                     update_ema(ema[name], game.nets[source], ema_decay(t["g_ema"], t["g_ema_rampup"], step))
             guard.track(step, losses)
 
-            bar.update(1)
+            bar.update()
             # Scalars are read (one host sync) only on logging steps.
-            if step % t["log_every"] == 0 or step == steps:
+            logging_step = step % t["log_every"] == 0 or step == steps
+            if logging_step:
                 check_finite()
                 # Diagnostics leave every buffer and random stream as they found them.
                 with runtime.untouched(game.nets.values(), device):
@@ -521,8 +547,7 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
                 if writer is not None:
                     for name, value in logged.items():
                         writer.add_scalar(name, value, step)
-                bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in logged.items() if k.startswith("loss/")},
-                                refresh=False)
+                bar.logged({k[5:]: v for k, v in logged.items() if k.startswith("loss/")})
             if t["sample_every"] and step % t["sample_every"] == 0:
                 check_finite()
                 if main_process:
@@ -533,10 +558,11 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
             if t["eval_every"] and step % t["eval_every"] == 0:
                 check_finite()
                 evaluate_now(step)
-            # A signal stops the run once this step is done, on every process at the same step.
+            # A signal stops the run once this step is done, on every process at the same step: with several
+            # processes they agree on logging steps only (agreeing costs a host sync), so at most log_every later.
             stop = signals.received is not None
             if world > 1:
-                stop = bool(distributed.maximum(int(stop), device))
+                stop = logging_step and bool(distributed.maximum(int(stop), device))
             if stop:
                 break
         bar.close()

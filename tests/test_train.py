@@ -132,3 +132,20 @@ def test_ema_ramp_up_caps_the_half_life_at_a_share_of_the_steps(tmp_path):
 def test_bad_values_are_one_line_errors(override, message, tmp_path):
     with pytest.raises(UserError, match=message):
         train(tiny_config(override), tmp_path)
+
+
+def test_without_a_terminal_progress_is_plain_lines(tmp_path, caplog, capsys):
+    # Under pytest stderr is no terminal, as under SLURM or nohup: no redrawn bar, a line per logging step
+    # with progress_seconds=0.
+    caplog.set_level("INFO", logger="gan_cli.train")
+    train(tiny_config("trainer.steps=3", "trainer.progress=true", "trainer.progress_seconds=0"), tmp_path / "a")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split(" (")[0] for line in lines] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert "steps/s" in lines[-1] and ", D " in lines[-1] and ", G " in lines[-1]
+    assert "\r" not in capsys.readouterr().err
+    # A long interval: the last step's line only.
+    caplog.clear()
+    train(tiny_config("trainer.steps=3", "trainer.progress=true", "trainer.progress_seconds=3600"), tmp_path / "b")
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.getMessage().startswith("step ")] == ["step 3/3"]
+    with pytest.raises(UserError, match="trainer.progress_seconds must be a number of seconds >= 0"):
+        train(tiny_config("trainer.progress_seconds=-1"), tmp_path / "c")

@@ -64,7 +64,11 @@ class TensorBatches:
             order = torch.randperm(len(self.images), generator=self.generator)
             if self.world > 1:  # this process's share of the epoch, all shares of one size
                 order = order[self.rank::self.world][:share]
-            self.order = order.to(self.device)
+            # Drawn on the host (the generator stays there, so a resume on another device restores it),
+            # copied from pinned memory without waiting for the device.
+            if self.device.type == "cuda":
+                order = order.pin_memory()
+            self.order = order.to(self.device, non_blocking=True)
             self.pos = 0
         idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size

@@ -31,7 +31,9 @@ class MixtureBatches:
         self.centres = centres.to(device)
         self.shape, self.num_classes = (2,), len(centres)
         self.batch_size, self.device, self.seed = batch_size, device, seed
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        # The points are drawn on the host, from a generator that stays there: its state then means the
+        # same on any device, so a run resumes on another one. (The batches are a few hundred numbers.)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def shard(self, rank: int, world: int):
         """Points are drawn fresh: each process draws its own, from a stream of its own."""
@@ -40,8 +42,12 @@ class MixtureBatches:
         return self
 
     def next(self):
-        modes = torch.randint(len(self.centres), (self.batch_size,), generator=self.generator, device=self.device)
-        noise = torch.randn(self.batch_size, 2, generator=self.generator, device=self.device)
+        modes = torch.randint(len(self.centres), (self.batch_size,), generator=self.generator)
+        noise = torch.randn(self.batch_size, 2, generator=self.generator)
+        if self.device.type == "cuda":  # copied without waiting for the device
+            modes, noise = modes.pin_memory(), noise.pin_memory()
+        modes = modes.to(self.device, non_blocking=True)
+        noise = noise.to(self.device, non_blocking=True)
         return self.centres[modes] + self.sigma * noise, modes
 
     def state_dict(self):

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gan_cli import UserError, checkpoint
+from gan_cli.runtime import ieee_float32
 
 log = logging.getLogger("gan_cli.metrics")
 
@@ -114,7 +115,8 @@ class InceptionBackbone:
             raise ValueError("the Inception backbone takes uint8 images")
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        pool, logits = self.net(x)
+        with ieee_float32(x.device):  # the reference numbers are IEEE float32, whatever the run trains in
+            pool, logits = self.net(x)
         return pool.double().cpu().numpy(), F.softmax(logits.double(), dim=1).cpu().numpy()
 
 
@@ -257,5 +259,6 @@ class ClassifierBackbone:
 
     @torch.no_grad()
     def features(self, images: torch.Tensor):
-        features, logits = self.net(classifier_input(images.to(self.device)))
+        with ieee_float32(self.device):
+            features, logits = self.net(classifier_input(images.to(self.device)))
         return features.double().cpu().numpy(), F.softmax(logits.double(), dim=1).cpu().numpy()

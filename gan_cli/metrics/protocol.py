@@ -265,5 +265,6 @@ class TrainingEvaluator:
             return scores.kernel_inception_distance(self.real["features"], features, 20, size, seed=self.seed)[0]
         if self.metric == "is":
             return scores.inception_score(probs, 10)[0]
-        precision, recall = scores.precision_recall(*equal_sizes(self.real["features"], features, self.seed))
+        precision, recall = scores.precision_recall(*equal_sizes(self.real["features"], features, self.seed),
+                                                    device=self.device)
         return precision if self.metric == "precision" else recall

@@ -119,12 +119,13 @@ def _inside_any(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor
     return torch.cat(inside)
 
 
-def precision_recall(real, fake, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
+def precision_recall(real, fake, k: int = 3, chunk: int = 1024, device="cpu") -> tuple[float, float]:
     """Precision: the share of fake features inside the real manifold (the union of balls around each
     real feature reaching its k-th nearest real neighbour); recall: the share of real features inside
-    the fake manifold, built the same way."""
-    x = torch.as_tensor(np.asarray(real), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    the fake manifold, built the same way. The distances are taken on `device`, `chunk` rows at a time,
+    in float64."""
+    x = torch.as_tensor(np.asarray(real), dtype=torch.float64).to(device)
+    y = torch.as_tensor(np.asarray(fake), dtype=torch.float64).to(device)
     if len(x) <= k or len(y) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} features on each side")
     precision = _inside_any(y, x, _kth_neighbour_radius(x, k, chunk), chunk).double().mean()

@@ -104,8 +104,8 @@ class ProGANGenerator(Growing):
         self.to_rgb = nn.ModuleList(EqualizedConv2d(m, self.shape[0], 1, gain=1.0) for m in maps)
         self.maps = maps
 
-    def forward(self, z: torch.Tensor, c=None, native: bool = False) -> torch.Tensor:
-        level, alpha = self.growth()
+    def forward(self, z: torch.Tensor, c=None, native: bool = False, growth=None) -> torch.Tensor:
+        level, alpha = growth or self.growth()  # growth: a fixed (level, alpha), as an exported G has
         x = self.norm(leaky(self.dense(self.norm(z)).view(z.shape[0], -1, 4, 4)))
         x = self.norm(leaky(self.first(x)))
         previous = x
