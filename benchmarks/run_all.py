@@ -11,6 +11,7 @@ section file present.
 Each section is written by its own script, which can also be run alone (see their docstrings):
 
   train_speed.py     gan-train beside a plain PyTorch DCGAN loop (pytorch/examples style)
+  data_speed.py      images/s of a JPEG folder's DataLoader beside the data cache, and what a DCGAN-64 step consumes
   scaling.py         steps/s and memory against batch size and resolution; cost of the penalty and n_critic
   metric_speed.py    the Frechet distance beside scipy's sqrtm; feature extraction beside torch-fidelity
   toy2d_modes.py     mode collapse on the 2-D mixtures beside PacGAN's rows
@@ -61,6 +62,7 @@ def sections(quick: bool, out: Path, fresh: bool):
     py = sys.executable
     q = ["--quick"] if quick else []
     yield "training speed", [py, HERE / "train_speed.py", *q, "--out", out / "train_speed.md"], out / "train_speed.md"
+    yield "data path", [py, HERE / "data_speed.py", *q, "--out", out / "data_speed.md"], out / "data_speed.md"
     yield "scaling", [py, HERE / "scaling.py", *q, "--out", out / "scaling.md"], out / "scaling.md"
     yield "metric speed", [py, HERE / "metric_speed.py", *q, "--out", out / "metric_speed.md"], out / "metric_speed.md"
     if quick:

@@ -189,6 +189,28 @@ VARIANTS_GPU = {"32": [], "bf16": ["trainer.precision=bf16"], "compile": ["train
                 "bf16 + compile": ["trainer.precision=bf16", "trainer.compile=true"]}
 
 
+def cuda_profile(args, tmp, extra) -> dict:
+    """One run of a variant on CUDA: its peak memory, the synchronisations CUDA reported per step and the
+    recompilations torch.compile counted."""
+    import warnings
+
+    from torch._dynamo.utils import counters
+
+    torch.cuda.reset_peak_memory_stats()
+    counters.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_toolkit(args.steps, args.batch_size, args.device, tmp, extra)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    recompiles = sum(counters["recompiles"].values()) if "recompiles" in counters else 0
+    return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20, "syncs_per_step": syncs / args.steps,
+            "recompiles": recompiles}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200, help="G steps per timed run")
@@ -236,6 +258,8 @@ def main():
             print(f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1]:.2f} steps/s" for k, v in rates.items()),
                   flush=True)
 
+        extras = {name: cuda_profile(args, tmp, extra) for name, extra in variants.items()} if cuda else {}
+
     rows = []
     plain = statistics.median(rates["plain"])
     rows.append(["plain PyTorch loop (pytorch/examples style)", f"{plain:.2f}",
@@ -258,13 +282,22 @@ def main():
         *table(["loop", "steps/s (median)", "steps/s per run", "ratio", "goal met", "command", "machine"], rows),
         "",
     ]
+    if extras:
+        lines += ["Per variant, one more run of the same length: peak CUDA memory, host synchronisations the CUDA "
+                  "runtime reported per training step (torch.cuda.set_sync_debug_mode('warn'), setup and logging "
+                  "steps included, so the floor is above 0), and torch.compile's recompilations (target 0 after "
+                  "the first compile).", "",
+                  *table(["variant", "peak memory (MiB)", "syncs per step", "recompiles"],
+                         [[name, f"{e['peak_mib']:.0f}", f"{e['syncs_per_step']:.2f}", e["recompiles"]]
+                          for name, e in extras.items()]), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture = args.out.with_suffix(".png")
     plot(rates, picture, f"DCGAN on digits, batch {args.batch_size}, {args.steps} steps per run; {where}")
     lines += [f"![training speed]({args.out.parent.name}/{picture.name})", ""]
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": where, "device": args.device, "rates": rates,
-                                                         "steps": args.steps, "batch_size": args.batch_size}))
+                                                         "steps": args.steps, "batch_size": args.batch_size,
+                                                         "cuda_profile": extras}))
     print("\n".join(lines))
 
 

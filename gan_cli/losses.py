@@ -31,9 +31,10 @@ def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
 
 
 def _in_float32(method):
+    """Half-precision scores (float16, bfloat16) in float32; float32 and float64 ones as they are."""
     @functools.wraps(method)
     def wrapped(self, *scores):
-        return method(self, *(x.float() for x in scores))
+        return method(self, *(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in scores))
     return wrapped
 
 

@@ -72,39 +72,19 @@ class Precision:
 # --- the precision policy ---------------------------------------------------------------------------
 
 
-def _tf32_api():
-    """(matmul, convolution) objects of PyTorch's TF32 switch: fp32_precision ('tf32' | 'ieee') where this
-    PyTorch has it (2.9 on), else the older allow_tf32 flags. The two must not be mixed."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
-    if hasattr(matmul, "fp32_precision") and hasattr(conv, "conv"):
-        return matmul, conv.conv
-    return None
-
-
 def set_tf32(on: bool) -> None:
-    api = _tf32_api()
-    if api:
-        for part in api:
-            part.fp32_precision = "tf32" if on else "ieee"
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = on
-        torch.backends.cudnn.allow_tf32 = on
+    """TF32 for CUDA's float32 matmuls and cuDNN's convolutions. The allow_tf32 flags, not the newer
+    fp32_precision settings: PyTorch refuses to mix the two, and parts of it (torch.export) read the flags."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
 
 
-def tf32_state():
-    api = _tf32_api()
-    if api:
-        return tuple(part.fp32_precision for part in api)
+def tf32_state() -> tuple[bool, bool]:
     return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
 def _restore_tf32(state) -> None:
-    api = _tf32_api()
-    if api:
-        for part, value in zip(api, state):
-            part.fp32_precision = value
-    else:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = state
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = state
 
 
 @contextlib.contextmanager

@@ -116,7 +116,7 @@ def test_a_folder_is_colour_when_any_image_is_whatever_sorts_first(tmp_path, cap
 
 def test_folder_streams_from_disk_when_asked(tmp_path):
     write_images(tmp_path, {"a": 4, "b": 4})
-    data = folder(tmp_path, resolution=16, in_memory=False, batch_size=4, **CPU)
+    data = folder(tmp_path, resolution=16, in_memory=False, cache="off", batch_size=4, **CPU)
     assert type(data).__name__ == "StreamBatches"
     for _ in range(5):  # crosses an epoch boundary
         real, labels = data.next()

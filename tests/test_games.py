@@ -266,8 +266,14 @@ def test_entry_points_import_only_lower_layers_and_nothing_imports_in_a_circle()
     for module, deps in graph.items():
         assert not deps & entry_points, f"{module} imports {deps & entry_points}"
 
-    # Depth-first search for a cycle; a package importing its own submodules (gan_cli -> gan_cli.x) is
-    # not one, since gan_cli/__init__.py imports nothing.
+    # Depth-first search for a cycle. The package gan_cli imports nothing at its top, only inside gan_cli.load()
+    # (the Python API, imported when called), so its edges to its submodules make no cycle and are left out.
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "gan_cli" / "__init__.py"
+    top = [n for n in ast.parse(package.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not top, "gan_cli/__init__.py imports at its top"
+    graph["gan_cli"] = set()
     state = {}
 
     def visit(module, path):

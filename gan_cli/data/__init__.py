@@ -27,6 +27,17 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(127.5).sub_(1.0)
 
 
+def from_worker(error: UserError) -> UserError:
+    """A UserError raised in a DataLoader worker comes back as "Caught UserError in DataLoader worker process
+    0.", the worker's traceback and, last, the message: the message alone, so it stays one line."""
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        last = lines[-1]
+        prefix = f"{type(error).__module__}.{type(error).__name__}: "
+        return type(error)(last[len(prefix):] if last.startswith(prefix) else last)
+    return error
+
+
 def _check_batch_size(batch_size: int, size: int, name: str) -> None:
     if batch_size > size:
         raise UserError(f"trainer.batch_size={batch_size} is larger than the {size} images of {name}; lower it")
@@ -72,8 +83,9 @@ class TensorBatches:
             self.pos = 0
         idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
-        labels = None if self.labels is None else self.labels[idx]
-        return to_unit_range(self.images[idx]), labels
+        # index_select, not images[idx]: the same rows, many times faster on the CPU
+        labels = None if self.labels is None else self.labels.index_select(0, idx)
+        return to_unit_range(self.images.index_select(0, idx)), labels
 
     def state_dict(self):
         order = None if self.order is None else self.order.cpu()
@@ -94,10 +106,28 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) ->
     return order[rank::world][: n // world].tolist()
 
 
+class _EpochSampler(torch.utils.data.Sampler):
+    """The rest of the source's current epoch (its share of epoch_order from its current batch on), read
+    when the DataLoader starts an epoch: one DataLoader, and so one set of workers, serves every epoch."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def _items(self) -> list[int]:
+        s = self.source
+        return epoch_order(len(s.dataset), s.seed, s.epoch, s.rank, s.world)[s.batches * s.batch_size:]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+
 class StreamBatches:
-    """Batches streamed from disk: a DataLoader with workers, pinned memory and async copies, over this
-    process's share of each epoch's order (epoch_order). A resumed run continues inside the epoch, at the
-    batch after the last one drawn.
+    """Batches streamed from disk: a DataLoader with workers (kept alive from one epoch to the next), pinned
+    memory and async copies, over this process's share of each epoch's order (epoch_order). A resumed run
+    continues inside the epoch, at the batch after the last one drawn.
 
     `dataset[i]` must return (uint8 image tensor C x H x W, integer label); labelled=False drops the labels.
     """
@@ -108,7 +138,7 @@ class StreamBatches:
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
         self.seed, self.num_workers, self.epoch, self.batches = seed, num_workers, 0, 0
         self.rank, self.world = 0, 1
-        self._iter = None
+        self._iter, self._loader = None, None
 
     def __len__(self):
         return len(self.dataset)
@@ -120,25 +150,30 @@ class StreamBatches:
 
     def _start(self):
         """Iterate the rest of the current epoch, from batch `self.batches` on."""
-        order = epoch_order(len(self.dataset), self.seed, self.epoch, self.rank, self.world)
-        loader = DataLoader(
-            torch.utils.data.Subset(self.dataset, order[self.batches * self.batch_size:]),
-            batch_size=self.batch_size,
-            drop_last=True,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        self._iter = iter(loader)
+        if self._loader is None:
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=_EpochSampler(self),
+                drop_last=True,
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+            )
+        self._iter = iter(self._loader)
 
     def next(self):
         if self._iter is None:
             self._start()
         try:
-            images, labels = next(self._iter)
-        except StopIteration:
-            self.epoch, self.batches = self.epoch + 1, 0
-            self._start()
-            images, labels = next(self._iter)
+            try:
+                images, labels = next(self._iter)
+            except StopIteration:
+                self.epoch, self.batches = self.epoch + 1, 0
+                self._start()
+                images, labels = next(self._iter)
+        except UserError as e:  # an unreadable image, read by a worker
+            raise from_worker(e) from None
         self.batches += 1
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True) if self.num_classes else None

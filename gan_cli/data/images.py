@@ -189,9 +189,15 @@ class _CelebA(torch.utils.data.Dataset):
         return self.transform(image), 0
 
 
-def celeba(root="data", split="train", resolution=64, download=False, *, batch_size, device, seed, num_workers=2):
-    """CelebA (Liu et al. 2015) through torchvision, streamed from disk."""
+def celeba(root="data", split="train", resolution=64, download=False, cache="auto", cache_dir=None, *, batch_size,
+           device, seed, num_workers=2):
+    """CelebA (Liu et al. 2015) through torchvision: decoded once into the data cache (gan_cli.data.cache) and
+    mapped from there, or streamed from the JPEGs with cache=off."""
     import torchvision
+
+    from gan_cli.data.cache import batches, cached, check_mode
+
+    check_mode(cache)
 
     celeba_splits = ("train", "valid", "test", "all")
     if split not in celeba_splits:
@@ -200,4 +206,13 @@ def celeba(root="data", split="train", resolution=64, download=False, *, batch_s
     base = _open_torchvision("celeba", torchvision.datasets.CelebA, root, download, "celeba", split=split,
                              target_type=[])
     dataset = _CelebA(base, resolution)
-    return StreamBatches(dataset, (3, resolution, resolution), 0, batch_size, device, seed, num_workers, "celeba")
+    shape = (3, resolution, resolution)
+    if cache == "off":
+        return StreamBatches(dataset, shape, 0, batch_size, device, seed, num_workers, "celeba")
+    folder = Path(base.root) / base.base_folder
+    listing = folder / "list_eval_partition.txt"
+    parts = {"source": "celeba", "folder": str(folder.resolve()), "split": split, "count": len(dataset),
+             "listing": listing.stat().st_mtime_ns if listing.exists() else None, "resolution": resolution,
+             "transform": "torchvision Resize(shorter side, bilinear) + CenterCrop"}
+    images, labels = cached(dataset, shape, parts, cache_dir, num_workers, f"celeba ({split})")
+    return batches(images, labels, 0, batch_size, device, seed, "celeba")
