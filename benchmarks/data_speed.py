@@ -138,7 +138,8 @@ def main():
             ["cache, gathered from the memory map", f"{rates['mapped']:,.0f}", f"{rates['mapped'] / rates['jpeg']:.0f}"],
             ["consumed by a DCGAN-64 step (gan-train)", f"{rates['consumed']:,.0f}",
              f"{rates['consumed'] / rates['jpeg']:.2f}"]]
-    lines = [f"Measured on {machine(args.device)}; {args.workers} workers.", "",
+    command = "python benchmarks/data_speed.py" + (" --quick" if args.quick else "")
+    lines = [f"`{command}`, measured on {machine(args.device)}; {args.workers} workers.", "",
              f"**Data path alone** ({args.images:,} generated JPEGs of {width}x{height} -> {args.resolution}x"
              f"{args.resolution}, batches of {args.batch_size}, on {args.device}):", "",
              *table(["path", "images/s", "x JPEG path"], rows), "",

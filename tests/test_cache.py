@@ -115,3 +115,14 @@ def test_held_or_gathered_by_the_free_memory(tmp_path, monkeypatch):
     large(root, cache)
     monkeypatch.setattr(data_cache, "free_bytes", lambda device: 1000)  # 8 x 3 x 16 x 16 bytes do not fit
     assert type(large(root, cache)).__name__ == "MemmapBatches"
+
+
+def test_the_stream_keeps_its_workers_from_one_epoch_to_the_next(tmp_path):
+    root = write_images(tmp_path / "images", {"": 8})
+    data = folder(root, resolution=16, max_memory_mb=0, cache="off", batch_size=4, device=torch.device("cpu"),
+                  seed=0, num_workers=1)
+    data.next()
+    workers = [w.pid for w in data._loader._iterator._workers]
+    for _ in range(5):  # two batches an epoch: across two epoch boundaries
+        data.next()
+    assert data.epoch == 2 and [w.pid for w in data._loader._iterator._workers] == workers
