@@ -126,3 +126,30 @@ def test_the_stream_keeps_its_workers_from_one_epoch_to_the_next(tmp_path):
     for _ in range(5):  # two batches an epoch: across two epoch boundaries
         data.next()
     assert data.epoch == 2 and [w.pid for w in data._loader._iterator._workers] == workers
+
+
+def test_streamed_and_cached_runs_resume_exactly_and_building_the_cache_changes_nothing(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from gan_cli import checkpoint
+    from gan_cli.train import train
+    from tests.conftest import tiny_config
+
+    monkeypatch.setenv("GAN_CLI_CACHE", str(tmp_path / "cache"))
+    root = jpegs(tmp_path / "images", count=40)
+
+    def weights(run_dir):
+        return checkpoint.load(run_dir)["nets"]
+
+    def run(run_dir, steps, *extra):
+        cfg = tiny_config("dataset=folder", f"dataset.root={root}", "dataset.max_memory_mb=0", f"trainer.steps={steps}",
+                          "trainer.num_workers=1", *extra)
+        return train(cfg, run_dir)
+
+    for i, mode in enumerate(("dataset.cache=off", "dataset.in_memory=false", "dataset.in_memory=auto")):
+        straight, resumed = tmp_path / f"straight{i}", tmp_path / f"resumed{i}"
+        run(straight, 6, mode)  # the first cached run also builds the cache
+        run(resumed, 3, mode)
+        train(OmegaConf.create({"resume": str(resumed)}), resumed, overrides=["trainer.steps=6"])
+        a, b = weights(straight), weights(resumed)
+        assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n]), mode

@@ -159,6 +159,9 @@ class StreamBatches:
                 num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=self.num_workers > 0,
+                # Its own generator: starting an iterator draws a seed for the workers, which from the global
+                # stream would shift the noise of every later step (a resumed run starts its iterator later).
+                generator=torch.Generator().manual_seed(self.seed),
             )
         self._iter = iter(self._loader)
 

@@ -69,7 +69,10 @@ def key_of(parts: dict) -> str:
 
 def _decode_into(dataset, out: np.ndarray, labels: np.ndarray, workers: int, desc: str) -> None:
     """Decode every item in order into `out` and `labels`, with `workers` DataLoader worker processes."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=workers)
+    # Its own generator: an iterator draws a seed for its workers, which must not come from (and shift) the
+    # run's global random stream, or a run that builds the cache would train unlike one that finds it.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=False, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(0))
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=None) as bar:
         start = 0
         try:
@@ -145,8 +148,11 @@ def batches(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size
         for start in range(0, len(images), 4096):  # read from the map a slice at a time, without a host copy of all
             held[start:start + 4096].copy_(torch.from_numpy(np.array(images[start:start + 4096])))
         return TensorBatches(held, label_tensor, batch_size, device, seed, name)
-    log.info("%s: %.2f GB, more than half the free memory of %s: batches are gathered from the cache file", name,
-             nbytes / 2**30, device)
+    if hold is False:
+        log.info("%s: dataset.in_memory=false, batches are gathered from the cache file", name)
+    else:
+        log.info("%s: %.2f GB, more than half the free memory of %s: batches are gathered from the cache file", name,
+                 nbytes / 2**30, device)
     return MemmapBatches(images, labels if num_classes else None, num_classes, batch_size, device, seed, name)
 
 
