@@ -337,6 +337,10 @@ def table(result: dict) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    from gan_cli.options import show_help
+
+    if show_help(sys.argv[1:], "eval", "gan-eval"):
+        return
     try:
         options = parse_args(sys.argv[1:])
         result = evaluate(options)

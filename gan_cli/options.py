@@ -15,6 +15,26 @@ def defaults(*parts: str) -> dict:
     return OmegaConf.to_container(OmegaConf.create(text))
 
 
+HELP_FLAGS = ("--help", "-h", "help")
+
+
+def show_help(args, name: str, tool: str) -> bool:
+    """For `<tool> --help` (or -h): print every option of conf/<name>.yaml with its default and comment, and
+    return True; False for any other command line."""
+    if not any(arg in HELP_FLAGS for arg in args):
+        return False
+    import os
+    import sys
+
+    text = importlib.resources.files("gan_cli.conf").joinpath(f"{name}.yaml").read_text()
+    try:
+        print(f"{tool} key=value ...   (every option below, its default and what it does)\n")
+        print(text.rstrip(), flush=True)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True
+
+
 def parse(args, name: str) -> dict:
     """The defaults of conf/<name>.yaml updated by key=value arguments; anything else is one line."""
     options = defaults(name)

@@ -766,6 +766,10 @@ def codes_figure(loaded, options: dict, run_dir: Path, device) -> list[Path]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    from gan_cli.options import show_help
+
+    if show_help(sys.argv[1:], "sample", "gan-sample"):
+        return
     try:
         written = sample(parse_options(sys.argv[1:], "sample"))
     except UserError as e:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 
+import pytest
 from PIL import Image
 
 from gan_cli import checkpoint
@@ -33,6 +34,15 @@ def test_help_lists_the_groups_and_their_options(tmp_path):
               "conditioning: acgan, cgan, infogan, none, projection", "loss: hinge, lsgan, minimax, nonsaturating, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text
+
+
+@pytest.mark.parametrize("tool, option", [("gan-eval", "num_samples:"), ("gan-sample", "mode: grid")])
+def test_eval_and_sample_help_list_their_options_with_comments(tool, option, tmp_path):
+    result = run("--help", cwd=tmp_path, tool=tool)
+    assert result.returncode == 0 and result.stderr == ""
+    line = next(line for line in result.stdout.splitlines() if line.startswith(option))
+    assert "#" in line  # the option's comment comes with it
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
