@@ -17,20 +17,18 @@ from pathlib import Path
 import torch
 
 from gan_cli import UserError, build, runtime
-from gan_cli.latents import draw
+from gan_cli.latents import InW, draw, generate, style_based
 
 
 class Model:
     def __init__(self, loaded, device: torch.device):
-        self._loaded = loaded
         self.device = device
         self.G, self.nets, self.which = loaded.net, loaded.nets, loaded.which
         self.game, self.config, self.path = loaded.game, loaded.config, Path(loaded.path)
         self.step = loaded.state["step"]
         self.shape = tuple(loaded.data.shape)
-        cond = self.game.cond if hasattr(self.game, "cond") else None
-        self.cond = cond
-        self.num_classes = 0 if cond is None else (cond.num_classes or getattr(cond, "categorical", 0))
+        self.cond = getattr(self.game, "cond", None)
+        self.num_classes = 0 if self.cond is None else (self.cond.num_classes or getattr(self.cond, "categorical", 0))
         self.z_dim = getattr(self.G, "z_dim", None)
 
     def __repr__(self) -> str:
@@ -48,22 +46,14 @@ class Model:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"n must be a positive number of samples, got {n!r}")
         labels = self._labels(n, label)
-        seeds = list(range(seed, seed + n))
-        style = hasattr(self.G, "ws") and hasattr(self.G, "synthesis")
+        style = style_based(self.G)
         if truncation is not None and (isinstance(truncation, bool) or not isinstance(truncation, (int, float))
                                        or truncation < 0 or (truncation == 0 and not style)):
             raise UserError(f"truncation must be a number > 0 (>= 0 for a style-based G), got {truncation!r}")
-        z, c = draw(seeds, self.z_dim, self.cond, labels, None if style else truncation)
-        out = []
-        for i in range(0, n, batch_size):
-            zi = z[i:i + batch_size].to(self.device)
-            if style:
-                psi = 1.0 if truncation is None else float(truncation)
-                out.append(self.G.synthesis(self.G.ws(zi, psi)).float().cpu())
-            else:
-                ci = None if c is None else c[i:i + batch_size].to(self.device)
-                out.append((self.G(zi) if ci is None else self.G(zi, ci)).float().cpu())
-        return torch.cat(out)
+        # As gan-sample draws: z from each seed's stream; a style-based G truncated in W, any other in z.
+        z, c = draw(range(seed, seed + n), self.z_dim, self.cond, labels, None if style else truncation)
+        G = InW(self.G, 1.0 if truncation is None else float(truncation), None) if style else self.G
+        return generate(G, z, batch_size, self.device, c)
 
     def _labels(self, n: int, label):
         if not self.num_classes:
@@ -100,13 +90,13 @@ class _Sampler(torch.nn.Module):
 
     def __init__(self, G, psi: float | None):
         super().__init__()
-        self.G, self.psi = G, psi
-        self.style = hasattr(G, "ws") and hasattr(G, "synthesis")
+        self.G = G
+        self.in_w = InW(G, 1.0 if psi is None else psi, None) if style_based(G) else None
         self.growth = G.growth() if hasattr(G, "growth") else None
 
     def draw(self, z, c=None):
-        if self.style:
-            return self.G.synthesis(self.G.ws(z, 1.0 if self.psi is None else self.psi))
+        if self.in_w is not None:
+            return self.in_w(z)
         if self.growth is not None:
             return self.G(z, growth=self.growth)
         return self.G(z) if c is None else self.G(z, c)

@@ -8,6 +8,9 @@ from that seed's own random stream, on the CPU.
 So an image depends on its seed alone: not on the batch it is drawn in, the images beside it, the device or
 the order of drawing. gan-eval's sample i is the image of seed `seed + i`, the one `gan-sample seed=<seed>`
 writes as its i-th image.
+
+Below, G drawn in batches from such inputs (`generate`), and a style-based G through W with truncation
+(`InW`), for gan-sample and the Python API (gan_cli.api).
 """
 
 import torch
@@ -51,3 +54,34 @@ def draw(seeds, z_dim: int, cond=None, labels=None, psi=None, mode: str = "resam
     if labels is None:
         return z, None
     return z, torch.as_tensor(labels, dtype=torch.long)
+
+
+# --- drawing with them (gan-sample and the Python API) ---------------------------------------------
+
+
+@torch.no_grad()
+def generate(G, z: torch.Tensor, batch_size: int, device, c: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) (or G(z, c): labels or codes, one per z) in batches, on the CPU."""
+    out = []
+    for i in range(0, len(z), batch_size):
+        zi = z[i:i + batch_size].to(device)
+        out.append((G(zi) if c is None else G(zi, c[i:i + batch_size].to(device))).float().cpu())
+    return torch.cat(out)
+
+
+class InW:
+    """A style-based G drawing with the truncation trick in W: w_avg + psi (w - w_avg) in the first
+    `cutoff` layers (all when None), z itself untruncated."""
+
+    def __init__(self, G, psi: float, cutoff: int | None):
+        self.G, self.psi, self.cutoff, self.z_dim = G, psi, cutoff, G.z_dim
+
+    def ws(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G.ws(z, self.psi, self.cutoff)
+
+    def __call__(self, z, c=None, noise="random"):
+        return self.G.synthesis(self.ws(z), noise)
+
+
+def style_based(G) -> bool:
+    return hasattr(G, "ws") and hasattr(G, "synthesis")

@@ -1,6 +1,8 @@
 """key=value command lines over a YAML file of commented defaults (gan-eval, gan-sample)."""
 
 import importlib.resources
+import os
+import sys
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,9 +25,6 @@ def show_help(args, name: str, tool: str) -> bool:
     return True; False for any other command line."""
     if not any(arg in HELP_FLAGS for arg in args):
         return False
-    import os
-    import sys
-
     text = importlib.resources.files("gan_cli.conf").joinpath(f"{name}.yaml").read_text()
     try:
         print(f"{tool} key=value ...   (every option below, its default and what it does)\n")

@@ -5,6 +5,7 @@ Used by gan-train, gan-eval and gan-sample; imports nothing of theirs.
 """
 
 import contextlib
+import os
 import random
 from pathlib import Path
 
@@ -111,8 +112,6 @@ def apply_policy(t: dict, device: torch.device) -> dict:
     set_tf32(bool(t["tf32"]))
     torch.backends.cudnn.benchmark = bool(t["cudnn_benchmark"]) and not t["deterministic"]
     if t["deterministic"]:
-        import os
-
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic = bool(t["deterministic"])
     torch.use_deterministic_algorithms(bool(t["deterministic"]), warn_only=True)
@@ -143,6 +142,16 @@ def untouched(modules, device: torch.device):
             with torch.no_grad():
                 for buffer, value in saved:
                     buffer.copy_(value)
+
+
+def cache_dir(path=None) -> Path:
+    """gan-cli's cache (trained classifiers, reference statistics, decoded data sets): `path` where given
+    (cache_dir=), else $GAN_CLI_CACHE, else $XDG_CACHE_HOME/gan-cli, else ~/.cache/gan-cli."""
+    if path:
+        return Path(str(path)).expanduser()
+    if os.environ.get("GAN_CLI_CACHE"):
+        return Path(os.environ["GAN_CLI_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "gan-cli"
 
 
 def shown(path) -> str:

@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gan_cli import UserError, build, plots, runtime
-from gan_cli.latents import draw
+from gan_cli.latents import InW, draw, generate, style_based
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -100,34 +100,6 @@ def lerp(z0, z1, t):
 
 
 # --- drawing -------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def generate(G, z: torch.Tensor, batch_size: int, device, c: torch.Tensor | None = None) -> torch.Tensor:
-    """G(z) (or G(z, c): labels or codes, one per z) in batches, on the CPU."""
-    out = []
-    for i in range(0, len(z), batch_size):
-        zi = z[i:i + batch_size].to(device)
-        out.append((G(zi) if c is None else G(zi, c[i:i + batch_size].to(device))).float().cpu())
-    return torch.cat(out)
-
-
-class InW:
-    """A style-based G drawing with the truncation trick in W: w_avg + psi (w - w_avg) in the first
-    `cutoff` layers (all when None), z itself untruncated."""
-
-    def __init__(self, G, psi: float, cutoff: int | None):
-        self.G, self.psi, self.cutoff, self.z_dim = G, psi, cutoff, G.z_dim
-
-    def ws(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G.ws(z, self.psi, self.cutoff)
-
-    def __call__(self, z, c=None, noise="random"):
-        return self.G.synthesis(self.ws(z), noise)
-
-
-def style_based(G) -> bool:
-    return hasattr(G, "ws") and hasattr(G, "synthesis")
 
 
 def chosen_classes(options: dict, cond) -> list[int] | None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gan_cli import UserError
+from gan_cli import UserError, runtime
 from gan_cli.data import TensorBatches, _check_batch_size, epoch_order, from_worker, to_unit_range
 
 log = logging.getLogger("gan_cli.data")
@@ -44,13 +44,9 @@ def check_mode(cache) -> str:
 
 
 def cache_root(cache_dir=None) -> Path:
-    """dataset.cache_dir, else data/ in gan-cli's cache ($GAN_CLI_CACHE, else $XDG_CACHE_HOME/gan-cli, else
-    ~/.cache/gan-cli), where gan-eval keeps its classifiers too."""
-    if cache_dir:
-        return Path(str(cache_dir)).expanduser()
-    if os.environ.get("GAN_CLI_CACHE"):
-        return Path(os.environ["GAN_CLI_CACHE"]).expanduser() / "data"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "gan-cli" / "data"
+    """dataset.cache_dir, else data/ in gan-cli's cache (runtime.cache_dir), where gan-eval keeps its
+    classifiers too."""
+    return Path(str(cache_dir)).expanduser() if cache_dir else runtime.cache_dir() / "data"
 
 
 def files_fingerprint(files, root: Path) -> str:

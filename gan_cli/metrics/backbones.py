@@ -11,7 +11,6 @@ Both take uint8 images (N x C x H x W, C = 1 or 3) on any device and return floa
 import hashlib
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gan_cli import UserError, checkpoint
-from gan_cli.runtime import ieee_float32
+from gan_cli.runtime import cache_dir, ieee_float32
 
 log = logging.getLogger("gan_cli.metrics")
 
@@ -30,16 +29,6 @@ INCEPTION_URL = (
 )
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 CLASSIFIER_VERSION = 1  # bump when the classifier or its training changes: cached ones are then retrained
-
-
-def cache_dir(path=None) -> Path:
-    """Where trained classifiers and reference statistics are kept: cache_dir=, else
-    $GAN_CLI_CACHE, else $XDG_CACHE_HOME/gan-cli, else ~/.cache/gan-cli."""
-    if path:
-        return Path(path).expanduser()
-    if os.environ.get("GAN_CLI_CACHE"):
-        return Path(os.environ["GAN_CLI_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "gan-cli"
 
 
 # --- Inception ----------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from gan_cli.data.folder import scan
 from gan_cli.data.images import idx_files
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
-from gan_cli.metrics.backbones import ClassifierBackbone, cache_dir
+from gan_cli.metrics.backbones import ClassifierBackbone
 from gan_cli.options import defaults as conf_defaults
+from gan_cli.runtime import cache_dir
 
 log = logging.getLogger("gan_cli.metrics")
 
