@@ -17,6 +17,19 @@ class DataMissing(UserError):
     train split when there is no test split, is the right answer."""
 
 
+class WriteFailed(Exception):
+    """A file could not be written (no space left, over a file-size limit, read-only, no permission). The
+    entry points print it as one line and exit with status 74 (EX_IOERR of sysexits.h): not the user's
+    command but the machine. Nothing half-written is left behind (see gan_cli/writes.py)."""
+
+    def __init__(self, path, reason: str, hint: str = ""):
+        self.path, self.reason, self.hint = path, reason, hint
+        super().__init__(f"cannot write {path}: {reason}" + (f"; {hint}" if hint else ""))
+
+
+WRITE_FAILED_EXIT = 74
+
+
 def load(run, use_ema: bool = True, device: str = "auto"):
     """A trained run (its folder or a checkpoint) for use from Python: `gan_cli.load(run).sample(16, seed=0)`.
     See gan_cli.api."""

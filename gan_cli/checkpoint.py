@@ -5,6 +5,7 @@ config as plain containers and the components' short names), so it loads with
 torch.load(weights_only=True) and loading can never import or run arbitrary code.
 """
 
+import io
 import os
 import pickle
 import random
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan_cli import UserError
+from gan_cli import UserError, writes
 
 FORMAT = "gan-cli checkpoint v2"
 V1 = "gan-cli checkpoint v1"  # one G and one D under fixed keys; read through `upgrade`
@@ -64,30 +65,23 @@ def save(state: dict, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, flushed and fsynced, then renamed over path.
 
     A crash at any moment leaves either the old file or the new one, never a partial one.
+    The bytes are made in memory first: torch's own file writer would turn a full disk into an
+    "unexpected pos" error, where Python's says "no space left on device" (WriteFailed, one line).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    writes.write_bytes(path, buffer.getbuffer())
+    _fsync_dir(Path(path).parent)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make dst hold the same bytes as src, atomically (a hard link where possible)."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with writes.atomic(dst) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
     _fsync_dir(dst.parent)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import gan_cli
-from gan_cli import UserError, build, runtime
+from gan_cli import WRITE_FAILED_EXIT, UserError, WriteFailed, build, runtime, writes
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone
@@ -341,15 +341,18 @@ def main() -> None:
 
     if show_help(sys.argv[1:], "eval", "gan-eval"):
         return
+    writes.setup_cli()
     try:
         options = parse_args(sys.argv[1:])
         result = evaluate(options)
         path = output_path(options, result)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        writes.write_text(path, json.dumps(result, indent=2) + "\n")
     except UserError as e:
         print(f"gan-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except WriteFailed as e:
+        print(f"gan-eval: error: {e}", file=sys.stderr)
+        sys.exit(WRITE_FAILED_EXIT)
     print(table(result))
     print(f"wrote {path}")
 

@@ -7,6 +7,8 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from gan_cli import writes
+
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> np.ndarray:
     """Images in [-1, 1] (N x C x H x W) -> one uint8 H x W x 3 grid, nrow images per row."""
@@ -71,6 +73,4 @@ def label_rows(grid: np.ndarray, labels: list[str], margin: int = 44) -> np.ndar
 
 
 def save_png(array: np.ndarray, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    writes.save_image(Image.fromarray(array), path)

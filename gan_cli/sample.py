@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from gan_cli import UserError, build, plots, runtime
+from gan_cli import WRITE_FAILED_EXIT, UserError, WriteFailed, build, checkpoint, plots, runtime, writes
 from gan_cli.latents import InW, draw, generate, style_based
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
@@ -281,7 +281,8 @@ def sample(options: dict) -> list[Path]:
             metrics = toy2d_metrics.mode_metrics(out, data.centres, data.sigma)
             title = f"{data.name}: {toy2d_metrics.summary(metrics, len(data.centres))}"
             plots.save_png(plots.scatter(out, data.centres, title=title), target)
-            np.save(target.with_suffix(".npy"), out.numpy())
+            with writes.atomic(target.with_suffix(".npy")) as tmp:
+                np.save(tmp, out.numpy())
             return [target, target.with_suffix(".npy")]
         plots.save_png(plots.image_grid(out, nrow=options["nrow"]), target)
         return [target]
@@ -298,7 +299,7 @@ def sample(options: dict) -> list[Path]:
                 chunk = seeds[start:start + bs]  # memory bounded by the batch
                 c = condition(cond, labels_for(chunk, start), chunk, G.z_dim, options)
                 for seed, image in zip(chunk, generate(G, latents(chunk, G.z_dim, options), bs, device, c)):
-                    Image.fromarray(to_uint8_hwc(image)).save(folder / f"seed{seed:0{digits}d}.png")
+                    writes.save_image(Image.fromarray(to_uint8_hwc(image)), folder / f"seed{seed:0{digits}d}.png")
                 bar.update(len(chunk))
         return [folder]
 
@@ -370,7 +371,7 @@ def save_interpolation(frames: torch.Tensor, target: Path, frame_ms: int) -> lis
     plots.save_png(plots.image_grid(frames.flatten(0, 1), nrow=frames.shape[1]), target)
     pictures = [Image.fromarray(plots.image_grid(frames[:, k], nrow=len(frames))) for k in range(frames.shape[1])]
     gif = target.with_suffix(".gif")
-    pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    writes.save_image(pictures[0], gif, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
     return [target, gif]
 
 
@@ -446,7 +447,7 @@ def translate(loaded, options, run_dir, device) -> list[Path]:
                 for name, image in zip(chunk, y):
                     target = folder / f"{name}.png"
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(to_uint8_hwc(image)).save(target)
+                    writes.save_image(Image.fromarray(to_uint8_hwc(image)), target)
             bar.update(len(chunk))
     if folder is not None:
         return [folder]
@@ -506,7 +507,7 @@ def upscale(loaded, options, run_dir, device) -> list[Path]:
             continue
         target = folder / f"{names[i]}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8_hwc(image)).save(target)
+        writes.save_image(Image.fromarray(to_uint8_hwc(image)), target)
     return [folder]
 
 
@@ -651,7 +652,7 @@ def run_invert(loaded, options: dict, run_dir: Path, device) -> list[Path]:
     for name, image in zip(names, result["images"]):
         target = folder / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8_hwc(image)).save(target)
+        writes.save_image(Image.fromarray(to_uint8_hwc(image)), target)
     pairs = torch.stack([t for pair in zip(targets, result["images"]) for t in pair])
     sheet = folder / "sheet.png"
     plots.save_png(plots.image_grid(pairs, nrow=2 * o["nrow"]), sheet)
@@ -671,10 +672,10 @@ def run_invert(loaded, options: dict, run_dir: Path, device) -> list[Path]:
     report["per_image"] = [{"name": name, "psnr": p, "ssim": s, "loss": float(v)}
                            for name, p, s, v in zip(names, psnr, ssim, result["loss"])]
     codes_path = folder / "codes.pt"
-    torch.save({"space": space, "codes": result["codes"], "names": names, "psnr": psnr, "ssim": ssim,
-                "checkpoint": str(loaded.path)}, codes_path)
+    checkpoint.save({"space": space, "codes": result["codes"], "names": names, "psnr": psnr, "ssim": ssim,
+                     "checkpoint": str(loaded.path)}, codes_path)
     json_path = folder / "invert.json"
-    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    writes.write_text(json_path, json.dumps(report, indent=1) + "\n")
     summary = f"PSNR {report['psnr_mean']:.2f} dB, SSIM {report['ssim_mean']:.4f}"
     if "class_kept" in report:
         summary += f", class kept {100 * report['class_kept']:.1f} %"
@@ -742,11 +743,15 @@ def main() -> None:
 
     if show_help(sys.argv[1:], "sample", "gan-sample"):
         return
+    writes.setup_cli()
     try:
         written = sample(parse_options(sys.argv[1:], "sample"))
     except UserError as e:
         print(f"gan-sample: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except WriteFailed as e:
+        print(f"gan-sample: error: {e}", file=sys.stderr)
+        sys.exit(WRITE_FAILED_EXIT)
     for path in written:
         print(f"wrote {path}")
 

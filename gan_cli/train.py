@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
 
-from gan_cli import UserError, augment, build, checkpoint, distributed, plots, runtime
+from gan_cli import (WRITE_FAILED_EXIT, UserError, WriteFailed, augment, build, checkpoint, distributed, lock, plots,
+                     runtime, writes)
 from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
@@ -320,14 +321,39 @@ def set_trainable(nets: dict, player) -> None:
 
 
 def train(cfg, run_dir, overrides=(), choices=None) -> dict:
-    """Train the game a composed config describes, writing everything into run_dir.
+    """Train the game a composed config describes, writing everything into run_dir, which this run
+    holds (gan_cli/lock.py) until it ends: another run into it, or a resume of it, is refused meanwhile.
 
     With cfg.resume set, the run continues from that checkpoint (its config, plus the key=value
     `overrides`) in run_dir. `choices`: the config-group choices (Hydra's), kept in the checkpoint.
     Returns a summary: the last step, final losses and the files written.
-    Under torchrun (see gan_cli/distributed.py) every process runs this; only rank 0 writes.
+    Under torchrun (see gan_cli/distributed.py) every process runs this; only rank 0 writes (and locks).
     """
     run_dir = Path(run_dir)
+    try:
+        if distributed.rank() != 0:
+            return _train(cfg, run_dir, overrides, choices)
+        with lock.RunLock(run_dir):
+            return _train(cfg, run_dir, overrides, choices)
+    except (WriteFailed, OSError) as e:
+        if isinstance(e, OSError) and not writes.is_write_error(e):
+            raise
+        failure = e if isinstance(e, WriteFailed) else writes.failed(e)
+        raise WriteFailed(shown(failure.path), failure.reason, resume_hint(run_dir)) from None
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What a run that could not write still has, and how to go on from it."""
+    last = run_dir / "checkpoints" / "last.pt"
+    try:
+        step = checkpoint.load(last)["step"]
+    except UserError:
+        return "no checkpoint of this run was written yet; once the folder can be written, start it again"
+    return (f"the last good checkpoint is {shown(last)} (step {step}); once the folder can be written again, "
+            f"continue with: gan-train resume={shown(run_dir)}")
+
+
+def _train(cfg, run_dir: Path, overrides, choices) -> dict:
     c, resume_state, choices = prepare(cfg, run_dir, overrides, choices)
     t = c["trainer"]
     rank, world = distributed.rank(), distributed.world_size()
@@ -707,13 +733,21 @@ def check_output_folder(args) -> None:
     """An output folder that cannot be written is one line now, not a traceback from Hydra later."""
     import os
 
-    folder = Path("outputs")
+    folder, run_folder, resumed = Path("outputs"), None, False
     for arg in args:
         key, _, value = arg.partition("=")
         if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "$" not in value:
             folder = Path(value)
-        elif key == "resume" and value:
-            folder = Path(_run_dir(value, "outputs"))
+            run_folder = folder if key == "hydra.run.dir" else run_folder
+        elif key == "resume" and value and value != "null":
+            folder = run_folder = Path(_run_dir(value, "outputs"))
+            resumed = True
+    # Before Hydra writes its config and log into the folder: a live run's files stay untouched.
+    if run_folder is not None and run_folder.is_dir() and not any(a in ("-m", "--multirun") for a in args):
+        lock.check_free(run_folder)
+        if not resumed and (run_folder / "checkpoints" / "last.pt").exists():
+            raise UserError(f"{run_folder} already holds a run; continue it with resume={run_folder} or start a "
+                            "new one")
     existing = folder.expanduser().absolute()
     while not existing.exists():
         existing = existing.parent
@@ -752,12 +786,15 @@ def main() -> None:
                   choices=OmegaConf.to_container(hc.runtime.choices))
         except UserError as e:
             fail("gan-train", e)
+        except WriteFailed as e:
+            fail("gan-train", e, WRITE_FAILED_EXIT)
         except StopRequested as e:
             print(f"gan-train: {e}", file=sys.stderr)
             distributed.cleanup()
             sys.exit(e.code)
 
     global _LAUNCH_TIME
+    writes.setup_cli()
     register_resolvers()
     try:
         check_group_choices(sys.argv[1:])

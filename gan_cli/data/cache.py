@@ -17,6 +17,7 @@ by a thread while the current one trains.
 data/ in gan-cli's cache, the folder gan-eval keeps its classifiers in).
 """
 
+import errno
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gan_cli import UserError, runtime
+from gan_cli import UserError, runtime, writes
 from gan_cli.data import TensorBatches, _check_batch_size, epoch_order, from_worker, to_unit_range
 
 log = logging.getLogger("gan_cli.data")
@@ -103,6 +104,7 @@ def cached(dataset, shape, parts: dict, cache_dir, workers: int, name: str) -> t
                  len(dataset), size_gb)
         temporary = images_path.with_name(f"{key}.{os.getpid()}.partial.npy")
         out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(dataset), *shape))
+        _reserve(temporary)
         labels = np.zeros(len(dataset), dtype=np.int64)
         try:
             _decode_into(dataset, out, labels, workers, "caching images")
@@ -114,9 +116,24 @@ def cached(dataset, shape, parts: dict, cache_dir, workers: int, name: str) -> t
             temporary.unlink(missing_ok=True)
         meta_path.write_text(json.dumps(meta))
     except OSError as e:
-        raise UserError(f"cannot write the data cache {images_path} ({e.strerror or e}); free space there, set "
-                        "dataset.cache_dir=<folder> or dataset.cache=off") from None
+        hint = "free space there, set dataset.cache_dir=<folder> or dataset.cache=off"
+        if writes.is_write_error(e):  # the machine's answer (a full disk, ...): WriteFailed, exit status 74
+            raise writes.failed(e, images_path, hint) from None
+        raise UserError(f"cannot write the data cache {images_path} ({e.strerror or e}); {hint}") from None
     return np.load(images_path, mmap_mode="r"), labels
+
+
+def _reserve(path: Path) -> None:
+    """Give the memory-mapped file its blocks now: on a full disk a write into a sparse map would end the
+    process with SIGBUS, where reserving fails with ENOSPC (one line)."""
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as e:
+                if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+                    return
+                raise
 
 
 def free_bytes(device: torch.device) -> int:
