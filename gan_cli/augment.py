@@ -71,7 +71,13 @@ TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
 
 def check(t: dict) -> list[str]:
     """The trainer's augment keys checked; returns the policy (empty: off)."""
-    policy = list(t.get("augment") or [])
+    policy = t.get("augment") or []
+    if isinstance(policy, str):  # trainer.augment=color: one policy
+        policy = [policy]
+    if not isinstance(policy, (list, tuple)):
+        raise UserError(f"trainer.augment must be a list of policies ({', '.join(POLICIES)}), e.g. "
+                        f"trainer.augment=[color,translation,cutout], or [] for none; got {policy!r}")
+    policy = list(policy)
     unknown = [p for p in policy if p not in POLICIES]
     if unknown:
         raise UserError(f"unknown trainer.augment '{unknown[0]}'; choose any of: {', '.join(POLICIES)} "

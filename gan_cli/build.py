@@ -57,7 +57,7 @@ def game(c: dict, data, device, num_classes: int | None = None):
             raise UserError(f"game={name} maps images to images: its ResNet G is generator=resnet_translation "
                             "(generator=resnet maps z to images)")
         c["generator"]["name"] = "resnet_translation"  # its name in runs made before "resnet" meant the z -> x G
-    if name not in GAMES:
+    if not isinstance(name, str) or name not in GAMES:
         raise UserError(f"unknown game '{name}'; choose one of: {', '.join(GAMES)}")
     t = c["trainer"]
     policy = augment.check(t)

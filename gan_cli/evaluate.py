@@ -46,6 +46,8 @@ def parse_args(args) -> dict:
     options = parse_options(args, "eval")
     metrics = options["metrics"]
     if metrics is not None:  # null: the checkpoint's kind decides (see DEFAULT_METRICS, metrics/translation.py)
+        if not isinstance(metrics, (str, list)):
+            raise UserError(f"metrics must be a list such as [fid,kid] (or one name), got {metrics!r}")
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])
         bad = [m for m in metrics if m not in METRICS]
         if bad or not metrics:

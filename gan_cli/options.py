@@ -1,6 +1,8 @@
 """key=value command lines over a YAML file of commented defaults (gan-eval, gan-sample)."""
 
+import difflib
 import importlib.resources
+import math
 import os
 import sys
 
@@ -34,6 +36,12 @@ def show_help(args, name: str, tool: str) -> bool:
     return True
 
 
+def suggest(word: str, known) -> str:
+    """ " (did you mean X?)" for the closest of the known words, or nothing."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def parse(args, name: str) -> dict:
     """The defaults of conf/<name>.yaml updated by key=value arguments; anything else is one line."""
     options = defaults(name)
@@ -42,13 +50,41 @@ def parse(args, name: str) -> dict:
         if not sep:
             raise UserError(f"expected key=value, got '{arg}'; the options are: {', '.join(options)}")
         if key not in options:
-            raise UserError(f"no option {key}; the options are: {', '.join(options)}")
+            raise UserError(f"no option {key}{suggest(key, options)}; the options are: {', '.join(options)}")
     try:
         given = OmegaConf.to_container(OmegaConf.from_dotlist(list(args)))
     except OmegaConfBaseException as e:
         raise UserError(str(e).splitlines()[0]) from None
+    for key, value in given.items():
+        given[key] = checked_type(key, value, options[key], key in PATH_KEYS.get(name, ()))
     options.update(given)
     return options
+
+
+# Options that name a file or folder (null by default): a number given is a name (out=1 is the file "1").
+PATH_KEYS = {"eval": ("ckpt", "fake", "real", "real_root", "out", "inception_weights", "cache_dir", "probe_test"),
+             "sample": ("ckpt", "out", "cache_dir", "input", "codes")}
+
+
+def checked_type(key: str, value, default, path: bool):
+    """`value` where it has the kind of its default (a whole number, a number, true/false, text; a path),
+    else one line. Null defaults other than paths are checked where they are used."""
+    if path:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{key} must be a path, got {value!r}")
+    kinds = ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "text"))
+    for kind, words in kinds:
+        if isinstance(default, kind):
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                raise UserError(f"{key} must be {words}, got {value!r}")
+            break
+    return value
 
 
 def positive_int(options: dict, *keys) -> None:

@@ -7,6 +7,7 @@ Components never see the config object.
 """
 
 import inspect
+import math
 
 import torch
 
@@ -102,7 +103,7 @@ def build(group: str, node: dict, **runtime):
     table = TABLES[group]
     kwargs = dict(node)
     name = kwargs.pop("name", None)
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise UserError(f"unknown {group} '{name}'; choose one of: {', '.join(table)}")
     valid = options(group, name)
     unknown = sorted(set(kwargs) - set(valid))
@@ -111,9 +112,12 @@ def build(group: str, node: dict, **runtime):
             f"{group} '{name}' has no option {', '.join(unknown)}; its options are: {', '.join(valid) or 'none'} "
             f"(drop a key with ~{group}.{unknown[0]})"
         )
+    for key, value in kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{group}.{key} must be a finite number, got {value}")
     try:
         return table[name](**kwargs, **runtime)
-    except ValueError as e:  # torch's own checks, e.g. "Invalid learning rate: -1"
+    except (ValueError, OverflowError) as e:  # torch's own checks, e.g. "Invalid learning rate: -1"
         raise UserError(f"{group} '{name}': {e}") from None
     except TypeError as e:  # an option of the wrong type, e.g. betas=3
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

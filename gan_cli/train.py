@@ -32,6 +32,7 @@ from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.scores import minimum_samples
+from gan_cli.options import HELP_FLAGS, suggest
 from gan_cli.progress import Progress
 from gan_cli.runtime import shown
 from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
@@ -46,6 +47,8 @@ EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent"
 
 def check_trainer(t: dict) -> None:
     """One clear line for each setting that cannot work."""
+    if not isinstance(t["device"], str):
+        raise UserError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {t['device']!r}")
     seconds = t["progress_seconds"]
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
         raise UserError(f"trainer.progress_seconds must be a number of seconds >= 0, got {seconds!r}")
@@ -212,6 +215,8 @@ def prepare(cfg, run_dir: Path, overrides, choices) -> tuple[dict, dict | None, 
     t = c["trainer"]
     for key, value in LATER_TRAINER_KEYS.items():
         t.setdefault(key, value)
+    if not isinstance(c.get("seed"), int) or isinstance(c.get("seed"), bool):
+        raise UserError(f"seed must be a whole number, got {c.get('seed')!r}")
     check_trainer(t)
     check_optimizer(c["optimizer"])
     if choices is None:
@@ -320,6 +325,32 @@ def set_trainable(nets: dict, player) -> None:
 # --- the run -------------------------------------------------------------------------------------
 
 
+def assemble(c: dict, device, rank: int = 0, world: int = 1):
+    """The run's data (this process's share), game with its nets, optimizers and learning-rate schedules."""
+    t = c["trainer"]
+    data = build.data(c, device, t["num_workers"], t["batch_size"]).shard(rank, world)
+    if len(data.shape) == 1 and (replaced := build.vector_nets(c)):
+        log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
+    game = build.game(c, data, device)
+    if t["channels_last"] and len(data.shape) == 3:  # NHWC weights: convolutions then run in that layout
+        for net in game.nets.values():
+            net.to(memory_format=torch.channels_last)
+    optimizers = build.optimizers(c["optimizer"], game)
+    schedules = build.schedules(c["optimizer"], optimizers, t["steps"])
+    return data, game, optimizers, schedules
+
+
+def check_config(cfg) -> None:
+    """Every check a new run makes of its config before its first step, and nothing else: the values,
+    the device and precision, and building the data, nets, game, optimizers and schedules (on the CPU
+    unless the config names a device). Writes nothing; raises what train() would raise."""
+    c, _, _ = prepare(cfg, Path("/nonexistent-run-folder"), (), {})
+    device = runtime.pick_device(c["trainer"]["device"])
+    runtime.Precision(c["trainer"]["precision"], device)
+    runtime.seed_everything(c["seed"])
+    assemble(c, device)
+
+
 def train(cfg, run_dir, overrides=(), choices=None) -> dict:
     """Train the game a composed config describes, writing everything into run_dir, which this run
     holds (gan_cli/lock.py) until it ends: another run into it, or a resume of it, is refused meanwhile.
@@ -365,15 +396,11 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
     policy = runtime.apply_policy(t, device)
 
     # The data (each process its own share), the game and its nets, optimizers, schedules and copies.
-    data = build.data(c, device, t["num_workers"], t["batch_size"]).shard(rank, world)
-    if len(data.shape) == 1 and (replaced := build.vector_nets(c)):
-        log.info("%s holds points, not images: %s use the mlp nets", data.name, " and ".join(replaced))
-    game = build.game(c, data, device)
-    if t["channels_last"] and len(data.shape) == 3:  # NHWC weights: convolutions then run in that layout
-        for net in game.nets.values():
-            net.to(memory_format=torch.channels_last)
-    optimizers = build.optimizers(c["optimizer"], game)
-    schedules = build.schedules(c["optimizer"], optimizers, t["steps"])
+    data, game, optimizers, schedules = assemble(c, device, rank, world)
+    if getattr(data, "skipped", None) and main_process:  # dataset.on_bad_file=skip left files out
+        listed = run_dir / "skipped_files.txt"
+        writes.write_text(listed, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
+        log.info("%d unreadable files left out of the data set; the list: %s", len(data.skipped), shown(listed))
     scalers = {name: precision.scaler() for name in optimizers}
     # Moving averages of the nets the game names (G_ema), used for pictures and samples when enabled.
     ema = {name: copy.deepcopy(game.nets[source]).requires_grad_(False)
@@ -686,7 +713,8 @@ def check_group_choices(args, config_root="gan_cli.conf") -> None:
         choices = sorted(p.name[:-5] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
         for value in match.group(2).split(","):
             if value not in choices:
-                raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
+                raise UserError(f"unknown {group} '{value}'{suggest(value, choices)}; choose one of: "
+                                f"{', '.join(choices)}")
 
 
 def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
@@ -708,12 +736,87 @@ def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
         match = re.match(r"Could not override '([^']+)'", str(e))
         if match and "not in struct" in str(e.__cause__ or ""):
             key = match.group(1)
+            others = [o for o in overrides if not re.match(rf"[+~]?{re.escape(key)}=", o)]
+            try:  # the keys of the config the rest of the command composes (a preset's nets have their own)
+                with initialize_config_module(config_module=config_root, version_base="1.3"):
+                    known = [*GROUPS, *flatten(OmegaConf.to_container(compose(config_name, overrides=others)))]
+            except (HydraException, OmegaConfBaseException):
+                known = list(GROUPS)
             raise UserError(
-                f"no option {key} in the config; `gan-train --cfg job` lists them (a new key is written +{key}=...)"
+                f"no option {key} in the config{suggest(key, known)}; `gan-train --help` lists them all"
             ) from None
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise UserError("; ".join(lines)) from None
     check_values(cfg)
+
+
+HELP_ORDER = ("model", "dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "game")
+
+
+def print_help(args, config_root="gan_cli.conf") -> None:
+    """`gan-train --help [group=option ...]`: how to call it, every group with its options, then every
+    key of the config those choices compose, file by file as written, with its default and comment."""
+    import importlib.resources
+
+    from hydra import compose, initialize_config_module
+
+    conf = importlib.resources.files(config_root)
+    overrides = [a for a in args if a not in HELP_FLAGS and not a.startswith("-")]
+    check_group_choices(overrides, config_root)
+    with initialize_config_module(config_module=config_root, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    train_yaml = conf.joinpath("train.yaml").read_text()
+    own, _, _ = train_yaml.partition("\nhydra:")
+    out = [cfg.hydra.help.header.rstrip(), "",
+           "Groups: pick one option of each with group=option (the ones this command picks in brackets)."]
+    for group in HELP_ORDER:
+        options = sorted(p.name[:-5] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        out.append(f"  {group}: " + ", ".join(f"[{o}]" if o == choices.get(group) else o for o in options))
+    out += ["", "Every key, as the files that this command composes set it (a later file wins: the preset last);",
+            "change any with key=value. `gan-train --help model=wgan_gp dataset=mnist` shows those choices.", ""]
+    out += ["# ---- gan-train's own keys (conf/train.yaml) ----", own.split("\n\n", 1)[-1].rstrip(), ""]
+    for group in HELP_ORDER[1:] + ("model", "model_dataset"):
+        choice = choices.get(group)
+        if choice and conf.joinpath(group, f"{choice}.yaml").is_file():
+            out += [f"# ---- {group}={choice} (conf/{group}/{choice}.yaml) ----",
+                    conf.joinpath(group, f"{choice}.yaml").read_text().rstrip(), ""]
+    out.append(cfg.hydra.help.footer.rstrip())
+    try:
+        print("\n".join(out), flush=True)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+
+
+# Hydra's launcher plugins: the package each one's configs come in, and gan-cli's extra that installs it.
+LAUNCHERS = {"submitit_": ("hydra_plugins.hydra_submitit_launcher", "slurm", "hydra-submitit-launcher"),
+             "joblib": ("hydra_plugins.hydra_joblib_launcher", None, "hydra-joblib-launcher"),
+             "ray": ("hydra_plugins.hydra_ray_launcher", None, "hydra-ray-launcher"),
+             "rq": ("hydra_plugins.hydra_rq_launcher", None, "hydra-rq-launcher")}
+
+
+def check_launcher(args) -> None:
+    """hydra/launcher=<name> whose plugin is not installed: one line naming what to install."""
+    import importlib.util
+
+    for arg in args:
+        key, _, name = arg.lstrip("+").partition("=")
+        if key != "hydra/launcher" or name == "basic":
+            continue
+        plugin = next((v for prefix, v in LAUNCHERS.items() if name.startswith(prefix)), None)
+        if plugin is None:
+            raise UserError(f"unknown hydra/launcher '{name}'; gan-cli knows basic, submitit_local, submitit_slurm, "
+                            "joblib, ray and rq")
+        module, extra, package = plugin
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # the hydra_plugins namespace itself is absent
+            found = False
+        if not found:
+            how = f"pip install 'gan-cli[{extra}]' (or pip install {package})" if extra else f"pip install {package}"
+            raise UserError(f"hydra/launcher={name} needs Hydra's {package} plugin, which is not installed: {how}")
 
 
 def check_values(cfg) -> None:
@@ -758,8 +861,38 @@ def check_output_folder(args) -> None:
                         "(run elsewhere, or set hydra.run.dir=<folder>)")
 
 
+def remove_refused(run_dir: Path, resumed: bool, started: float) -> None:
+    """A command refused after Hydra made its run folder leaves nothing behind: the folder of a new run
+    is removed when it holds only what Hydra wrote (its config, an empty or short log), with the date
+    folders above it that it leaves empty; a refused resume removes only its own config copy."""
+    import shutil
+
+    run_dir = run_dir.absolute()
+    if resumed:
+        for copy_of_config in (run_dir / ".hydra").glob("resume-*"):
+            if copy_of_config.stat().st_mtime >= started - 1:  # written by this command
+                shutil.rmtree(copy_of_config, ignore_errors=True)
+        return
+    try:
+        entries = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return
+    if not entries <= {".hydra", "train.log", lock.NAME} or (run_dir / "checkpoints").exists():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cwd = Path.cwd().absolute()
+    for parent in run_dir.parents:  # outputs/<date>/ and outputs/ when now empty, never above the working folder
+        if parent == cwd or cwd not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty
+            break
+
+
 def fail(prog: str, error: Exception, code: int = 2) -> None:
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, always
+    print(f"{prog}: error: {message}", file=sys.stderr)
     distributed.cleanup()
     sys.exit(code)
 
@@ -777,6 +910,7 @@ def fail_before_launch(prog: str, error: Exception) -> None:
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="train")
     def hydra_main(cfg: DictConfig) -> None:
@@ -785,6 +919,8 @@ def main() -> None:
             train(cfg, Path(hc.runtime.output_dir), overrides=hc.overrides.task,
                   choices=OmegaConf.to_container(hc.runtime.choices))
         except UserError as e:
+            if distributed.is_main() and hc.mode != RunMode.MULTIRUN:
+                remove_refused(Path(hc.runtime.output_dir), bool(cfg.get("resume")), started)
             fail("gan-train", e)
         except WriteFailed as e:
             fail("gan-train", e, WRITE_FAILED_EXIT)
@@ -794,9 +930,14 @@ def main() -> None:
             sys.exit(e.code)
 
     global _LAUNCH_TIME
+    started = time.time()
     writes.setup_cli()
     register_resolvers()
     try:
+        if any(a in ("--help", "-h") for a in sys.argv[1:]):
+            print_help(sys.argv[1:])
+            return
+        check_launcher(sys.argv[1:])
         check_group_choices(sys.argv[1:])
         check_keys(sys.argv[1:])
         check_output_folder(sys.argv[1:])

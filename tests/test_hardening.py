@@ -1,8 +1,10 @@
 """Everyday accidents: two runs in one folder, stale locks, failed writes, broken files, bad values."""
 
 import contextlib
+import io
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -11,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from gan_cli import WRITE_FAILED_EXIT, UserError, checkpoint, lock
 from gan_cli.train import train
-from tests.conftest import BIN, one_line, tiny_config
+from tests.conftest import BIN, one_line, tiny_config, write_images
 from tests.test_cli import TINY, assert_one_line_error, run
 from tests.test_resilience import LONG_TOY, start, wait_for
 
@@ -183,3 +187,84 @@ def test_read_only_folders_are_one_line_for_all_three_commands(tmp_path):
                          "the last good checkpoint is run/checkpoints/last.pt (step 2)")
     assert checkpoint.load(tmp_path / "run")["step"] == 2
     assert no_temporary_files(tmp_path)
+
+
+# --- unreadable data: one behaviour --------------------------------------------------------------
+
+
+def broken_folder(root):
+    """Eight good images in two classes, a truncated JPEG and a text file named .png."""
+    write_images(root, {"a": 4, "b": 4}, size=(20, 20))
+    jpeg = io.BytesIO()
+    Image.fromarray(np.full((20, 20, 3), 128, np.uint8)).save(jpeg, format="JPEG")
+    (root / "a" / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (root / "b" / "notes.png").write_text("not an image\n")
+    return root
+
+
+STREAMED = ["dataset=folder", "dataset.max_memory_mb=0", "trainer.batch_size=4", "trainer.num_workers=1"]
+
+
+@pytest.mark.parametrize("where", [["dataset.cache=off"], ["dataset.in_memory=true"]])
+def test_an_unreadable_image_is_the_same_one_line_streamed_or_held(where, tmp_path):
+    root = broken_folder(tmp_path / "images")
+    with pytest.raises(UserError) as err:
+        train(tiny_config(*STREAMED, f"dataset.root={root}", *where), tmp_path / "run")
+    assert re.match(r"dataset folder: cannot read image .*(truncated\.jpg|notes\.png) \(", one_line(err))
+
+
+@pytest.mark.parametrize("where", [["dataset.cache=off"], [], ["dataset.in_memory=true"]])  # streamed, cached, held
+def test_on_bad_file_skip_leaves_them_out_and_lists_them(where, tmp_path, caplog):
+    root = broken_folder(tmp_path / "images")
+    run_dir = tmp_path / "run"
+    config = tiny_config(*STREAMED, f"dataset.root={root}", "dataset.on_bad_file=skip",
+                         f"dataset.cache_dir={tmp_path / 'cache'}", *where)
+    with caplog.at_level("INFO"):
+        assert train(config, run_dir)["step"] == 2
+    listed = sorted(line.split("\t")[0] for line in (run_dir / "skipped_files.txt").read_text().splitlines())
+    assert listed == [str(root / "a" / "truncated.jpg"), str(root / "b" / "notes.png")]
+    assert any("left out 2 unreadable files" in r.getMessage() for r in caplog.records)
+    assert any("skipped_files.txt" in r.getMessage() for r in caplog.records)
+    with pytest.raises(UserError, match="dataset.on_bad_file must be error or skip, got 'ignore'"):
+        train(tiny_config(*STREAMED, f"dataset.root={root}", "dataset.on_bad_file=ignore"), tmp_path / "other")
+
+
+# --- the newcomer's path -------------------------------------------------------------------------
+
+
+def test_refused_commands_leave_no_run_folder(tmp_path):
+    assert_one_line_error(run("dataset=mnist", f"dataset.root={tmp_path / 'none'}", *TINY, cwd=tmp_path),
+                          "not found in")
+    assert not (tmp_path / "outputs").exists()  # the folder Hydra made for the refused run is gone
+    assert run(*TINY, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    before = sorted(str(p) for p in (tmp_path / "run").rglob("*"))
+    assert_one_line_error(run("resume=run", "trainer.batch_size=4", cwd=tmp_path), "resume would change")
+    assert sorted(str(p) for p in (tmp_path / "run").rglob("*")) == before  # no config copy of the refused resume
+    assert_one_line_error(run(*TINY, "hydra.run.dir=run", cwd=tmp_path), "already holds a run")
+    assert sorted(str(p) for p in (tmp_path / "run").rglob("*")) == before
+
+
+@pytest.mark.parametrize("tool_name, args, message", [
+    ("gan-train", ["modle=gan"], "no option modle in the config (did you mean model?)"),
+    ("gan-train", ["model=stylegan2", "generator.mapping_layer=2"], "(did you mean generator.mapping_layers?)"),
+    ("gan-train", ["model=wgan-gp"], "unknown model 'wgan-gp' (did you mean wgan_gp?)"),
+    ("gan-eval", ["ckpt=x", "num_sample=10"], "no option num_sample (did you mean num_samples?)"),
+    ("gan-sample", ["ckpt=x", "mdoe=grid"], "no option mdoe (did you mean mode?)"),
+    ("gan-train", ["-m", "hydra/launcher=rq", "seed=1,2"], "needs Hydra's hydra-rq-launcher plugin, which is not installed"),
+])
+def test_near_misses_are_named_and_missing_plugins_are_one_line(tool_name, args, message, tmp_path):
+    result = tool(tool_name, *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"{tool_name}: error: ") and message in line, line
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_an_offline_download_is_one_line():
+    from gan_cli.data.images import download_failure
+
+    error = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a.example/mnist/, got:\n"
+                         "<urlopen error [Errno -2] Name or service not known>\nTried http://b.example/, got:\n"
+                         "<urlopen error [Errno -2] Name or service not known>\n")
+    assert download_failure(error) == "no connection to the server: [Errno -2] Name or service not known"
+    assert "\n" not in download_failure(RuntimeError("File not found or corrupted.\nSee the log."))

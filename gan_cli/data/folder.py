@@ -1,5 +1,6 @@
 """Any folder of images, with or without one subfolder per class."""
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,9 +10,9 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from gan_cli import UserError
+from gan_cli import UserError, WriteFailed, writes
 from gan_cli.data import StreamBatches, TensorBatches
-from gan_cli.data.cache import batches, cached, check_mode, files_fingerprint
+from gan_cli.data.cache import batches, cache_root, cached, check_mode, files_fingerprint, key_of
 from gan_cli.data.images import check_resolution
 
 log = logging.getLogger("gan_cli.data")
@@ -94,6 +95,43 @@ def is_colour(path: Path) -> bool:
         raise UserError(f"dataset folder: cannot read image {path} ({e})") from None
 
 
+BAD_FILE_MODES = ("error", "skip")
+
+
+def unreadable(path: Path) -> str | None:
+    """None where the image decodes whole; else why it does not (truncated, not an image, ...)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def leave_out_unreadable(files, labels, root: Path, cache_dir, workers: int):
+    """dataset.on_bad_file=skip: (files, labels) without the images that do not decode, and a list of
+    (path, reason) of those left out. Every image is decoded once; the verdict is kept in the cache folder
+    under a digest of the files' names, sizes and times, so later starts on the same files read it."""
+    record = cache_root(cache_dir) / "checked" / f"{key_of({'files': files_fingerprint(files, root)})}.json"
+    try:
+        bad = {root / name: why for name, why in json.loads(record.read_text()).items()}
+    except (OSError, ValueError):
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            verdicts = tqdm(pool.map(unreadable, files, chunksize=16), total=len(files), desc="checking images",
+                            leave=False, disable=None)
+            bad = {path: why for path, why in zip(files, verdicts) if why is not None}
+        try:
+            writes.write_text(record, json.dumps({str(p.relative_to(root)): why for p, why in bad.items()}))
+        except WriteFailed:  # no cache to keep it in: the next start checks again
+            pass
+    keep = [i for i, path in enumerate(files) if path not in bad]
+    if not keep:
+        raise UserError(f"dataset folder: none of the {len(files)} images under {root} can be read "
+                        f"(the first: {files[0]}: {bad[files[0]]})")
+    return ([files[i] for i in keep], None if labels is None else [labels[i] for i in keep],
+            sorted(bad.items()))
+
+
 def folder_channels(files, workers: int = 2) -> tuple[int, int]:
     """(channels, how many images hold colour): 3 when any image holds colour, else 1. Every image's
     header is read, so the order of the files decides nothing."""
@@ -124,6 +162,7 @@ def folder(
     max_memory_mb=2048,
     cache="auto",
     cache_dir=None,
+    on_bad_file="error",
     *,
     batch_size,
     device,
@@ -138,7 +177,15 @@ def folder(
     check_mode(cache)
     if channels not in (None, 1, 3):
         raise UserError(f"dataset.channels must be 1, 3 or null, got {channels!r}")
+    if on_bad_file not in BAD_FILE_MODES:
+        raise UserError(f"dataset.on_bad_file must be error or skip, got {on_bad_file!r}")
     files, labels, classes = scan(root)
+    skipped = []
+    if on_bad_file == "skip":
+        files, labels, skipped = leave_out_unreadable(files, labels, root, cache_dir, num_workers)
+        if skipped:
+            log.warning("folder %s: left out %d unreadable files (dataset.on_bad_file=skip), e.g. %s: %s", root,
+                        len(skipped), *skipped[0])
     if channels is None:
         channels, colour = folder_channels(files, num_workers)
         how = f"{colour} colour, {len(files) - colour} grayscale: read as {'colour' if colour else 'grayscale'}"
@@ -154,14 +201,21 @@ def folder(
             decoded = pool.map(lambda p: load_image(p, resolution, channels), files)
             images = torch.stack(list(tqdm(decoded, total=len(files), desc="loading images", leave=False, disable=None)))
         label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.long)
-        return TensorBatches(images, label_tensor, batch_size, device, seed, name)
+        return with_skipped(TensorBatches(images, label_tensor, batch_size, device, seed, name), skipped)
     dataset = FolderDataset(files, labels, resolution, channels)
     shape = (channels, resolution, resolution)
     if cache == "off":
-        return StreamBatches(dataset, shape, len(classes), batch_size, device, seed, num_workers, name)
+        return with_skipped(StreamBatches(dataset, shape, len(classes), batch_size, device, seed, num_workers, name),
+                            skipped)
     # Larger than max_memory_mb: decoded once into the cache, then held where it fits or gathered from the map.
     parts = {"source": "folder", "root": str(root.resolve()), "files": files_fingerprint(files, root),
              "classes": classes, "resolution": resolution, "channels": channels}
     images, label_array = cached(dataset, shape, parts, cache_dir, num_workers, name)
-    return batches(images, label_array, len(classes), batch_size, device, seed, name,
-                   hold=False if in_memory is False else "auto")
+    return with_skipped(batches(images, label_array, len(classes), batch_size, device, seed, name,
+                                hold=False if in_memory is False else "auto"), skipped)
+
+
+def with_skipped(source, skipped):
+    """The batch source, carrying the (path, reason) of the files left out (the run folder lists them)."""
+    source.skipped = skipped
+    return source

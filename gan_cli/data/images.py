@@ -1,6 +1,8 @@
 """Image data sets: scikit-learn's digits, MNIST / Fashion-MNIST (IDX files), CIFAR-10 and CelebA."""
 
+import functools
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,13 @@ def resize_uint8(images: torch.Tensor, resolution: int, chunk: int = 4096) -> to
 
 def digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 bundled 8x8 digits as uint8 images (white ink on black) at `resolution`, and
-    their labels."""
+    their labels (copies: the caller may change them)."""
+    images, labels = _digit_images(resolution)
+    return images.clone(), labels.clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -103,7 +111,7 @@ def _idx_dataset(name, root, split, resolution, download, batch_size, device, se
             cls(str(root), train=split == "train", download=True)
         except Exception as e:  # network errors come in many types
             raise UserError(
-                f"dataset {name}: download into {root} failed ({type(e).__name__}: {e}); "
+                f"dataset {name}: download into {root} failed ({download_failure(e)}); "
                 f"fetch the IDX files elsewhere and put them in {root / folder / 'raw'}"
             ) from None
         paths = [_find_idx(raw_dirs, s) for s in stems]
@@ -142,7 +150,7 @@ def _open_torchvision(name, cls, root, download, folder, **kwargs):
         return cls(str(root), download=download, **kwargs)
     except RuntimeError as e:
         if download:
-            raise UserError(f"dataset {name}: {e} (under {root})") from None
+            raise UserError(f"dataset {name}: download into {root} failed ({download_failure(e)})") from None
         if (root / folder).exists():
             raise UserError(f"dataset {name}: {root / folder} is there but incomplete or damaged "
                             f"(torchvision: {str(e).splitlines()[0]}); download it again") from None
@@ -151,9 +159,19 @@ def _open_torchvision(name, cls, root, download, folder, **kwargs):
         ) from None
     except Exception as e:  # network errors during download come in many types
         raise UserError(
-            f"dataset {name}: download into {root} failed ({type(e).__name__}: {e}); "
+            f"dataset {name}: download into {root} failed ({download_failure(e)}); "
             "fetch it elsewhere and set dataset.root"
         ) from None
+
+
+def download_failure(error: Exception) -> str:
+    """Why a download failed, in a few words on one line (torchvision's messages run over several lines,
+    one per mirror tried)."""
+    text = str(error)
+    unreachable = re.search(r"<urlopen error (.+?)>", text)
+    if unreachable:
+        return f"no connection to the server: {unreachable.group(1)}"
+    return f"{type(error).__name__}: {' '.join(text.split())}"
 
 
 def cifar10(root="data", split="train", resolution=32, download=False, *, batch_size, device, seed, num_workers=0):

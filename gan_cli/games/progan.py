@@ -42,6 +42,9 @@ class ProGAN(Adversarial):
         levels = self.last + 1
         if batch_sizes is None:
             batch_sizes = [self.batch_size] * levels
+        if not isinstance(batch_sizes, (list, tuple)):
+            raise UserError(f"game.batch_sizes must be a list of {levels} batch sizes (4x4 up to {4 * 2 ** self.last}) "
+                            f"or null, got {batch_sizes!r}")
         batch_sizes = list(batch_sizes)
         if len(batch_sizes) != levels or any(not isinstance(b, int) or not 1 <= b <= self.batch_size
                                               for b in batch_sizes):
