@@ -370,7 +370,8 @@ def train(cfg, run_dir, overrides=(), choices=None) -> dict:
         if isinstance(e, OSError) and not writes.is_write_error(e):
             raise
         failure = e if isinstance(e, WriteFailed) else writes.failed(e)
-        raise WriteFailed(shown(failure.path), failure.reason, resume_hint(run_dir)) from None
+        path = shown(failure.path) if Path(str(failure.path)).is_absolute() else failure.path
+        raise WriteFailed(path, failure.reason, resume_hint(run_dir)) from None
 
 
 def resume_hint(run_dir: Path) -> str:

@@ -11,6 +11,8 @@ import errno
 import logging
 import os
 import signal
+import threading
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +31,7 @@ def is_write_error(error: BaseException) -> bool:
 
 
 def failed(error: OSError, path=None, hint: str = "") -> WriteFailed:
-    return WriteFailed(path or error.filename or "a file", reason(error), hint)
+    return WriteFailed(path or describe(error), reason(error), hint)
 
 
 @contextmanager
@@ -79,3 +81,21 @@ def setup_cli() -> None:
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     logging.raiseExceptions = False
+    threading.excepthook = _quiet_write_errors
+
+
+def _quiet_write_errors(args) -> None:
+    """A background writer (TensorBoard's) that the machine refused: its error reaches the main thread on
+    the next write and is said there in one line, so the thread prints no traceback of its own."""
+    if not is_write_error(args.exc_value):
+        threading.__excepthook__(args)
+
+
+def describe(error: OSError) -> str:
+    """The file a failed write was for: the error's own file name, else TensorBoard's event file where the
+    error came from TensorBoard's writer (whose errors name no file)."""
+    if error.filename:
+        return str(error.filename)
+    if any("tensorboard" in frame.filename for frame in traceback.extract_tb(error.__traceback__)):
+        return "the TensorBoard event file (events.out.tfevents.*)"
+    return "a file"

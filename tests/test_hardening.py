@@ -132,6 +132,13 @@ def test_a_checkpoint_over_the_file_size_limit_keeps_the_last_one_and_says_how_t
     assert no_temporary_files(tmp_path / "run")
 
 
+def test_tensorboard_events_over_the_limit_are_one_line_too(tmp_path):
+    """TensorBoard writes from a thread of its own; its refused write is still one line, no traceback."""
+    result = tool("gan-train", *TOY, "trainer.steps=200", "trainer.sample_every=1", "hydra.run.dir=run", cwd=tmp_path,
+                  preexec_fn=limited(60_000))
+    assert_write_failure(result, "gan-train", "the TensorBoard event file", "file too large")
+
+
 def test_a_full_disk_is_one_line(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
