@@ -12,11 +12,12 @@ a style-based G). `model.to_pil(images)` gives PIL images; `model.G` is the net 
 kept one), `model.nets` every net of the run (D too).
 """
 
+import io
 from pathlib import Path
 
 import torch
 
-from gan_cli import UserError, build, runtime
+from gan_cli import UserError, build, runtime, writes
 from gan_cli.latents import InW, draw, generate, style_based
 
 
@@ -141,7 +142,7 @@ def export(model: Model, path, truncation: float | None = None) -> dict:
     info = {"z_dim": model.z_dim, "inputs": takes, "output_shape": list(model.shape), "range": [-1, 1],
             "net": model.which, "step": model.step, "game": model.game.name,
             "truncation": truncation, "device": str(model.device)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, path, extra_files={"gan_cli.json": json.dumps(info)})
+    buffer = io.BytesIO()  # made in memory, then written whole: a refused write is one line (gan_cli/writes.py)
+    torch.export.save(program, buffer, extra_files={"gan_cli.json": json.dumps(info)})
+    writes.write_bytes(path, buffer.getbuffer())
     return info
