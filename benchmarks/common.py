@@ -73,7 +73,8 @@ def train_and_score(name, overrides, work: Path, env) -> dict:
     seconds of training, gan-eval's metrics and its classifier's test accuracy (where it has one)."""
     run_dir = work / name
     start = time.perf_counter()
-    run_command(BIN / "gan-train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false", env=env)
+    run_command(BIN / "gan-train", *overrides, f"hydra.run.dir={run_dir}", "trainer.progress=false",
+                "trainer.objective=none", env=env)
     seconds = time.perf_counter() - start
     out = run_dir / "eval.json"
     run_command(BIN / "gan-eval", f"ckpt={run_dir}", f"out={out}", "progress=false", env=env)

@@ -84,8 +84,8 @@ def consumed(root: Path, steps: int, batch: int, device: str, work: Path) -> flo
     for n in (steps, 2 * steps):
         cfg = compose(["model=dcgan", "dataset=folder", f"dataset.root={root}", "dataset.resolution=64",
                        f"dataset.cache_dir={work / 'cache'}", f"trainer.steps={n}", f"trainer.batch_size={batch}",
-                       f"trainer.device={device}", "trainer.progress=false", "trainer.sample_every=0",
-                       "trainer.ckpt_every=0"])
+                       f"trainer.device={device}", "trainer.progress=false", "trainer.objective=none",
+                       "trainer.sample_every=0", "trainer.ckpt_every=0"])
         start = time.perf_counter()
         train(cfg, work / f"train-{n}")
         times.append(time.perf_counter() - start)

@@ -79,7 +79,7 @@ def dataset_overrides(name, mnist_root):
 def run_overrides(preset, data, mnist_root, steps, ckpt_every=0):
     return [*preset_overrides(preset), *dataset_overrides(data, mnist_root), f"trainer.steps={steps}",
             f"trainer.sample_every={steps}", f"trainer.ckpt_every={ckpt_every}", "trainer.keep_checkpoints=0",
-            "trainer.progress=false"]
+            "trainer.progress=false", "trainer.objective=none"]
 
 
 def export_halves(data, mnist_root, folder: Path) -> tuple[Path, Path, int]:

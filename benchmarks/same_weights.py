@@ -34,7 +34,7 @@ def nets_of(path: Path) -> dict:
 
 def run(preset: str, steps: int) -> dict:
     overrides = [f"model={preset}", "seed=0", f"trainer.steps={steps}", "trainer.device=cpu",
-                 "trainer.progress=false", "trainer.num_workers=0"]
+                 "trainer.progress=false", "trainer.objective=none", "trainer.num_workers=0"]
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:

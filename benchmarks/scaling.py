@@ -55,7 +55,8 @@ def worker(overrides, steps, device):
     """Runs in its own process: a warm-up, then the timed run. Prints one JSON line."""
     from gan_cli.train import train
 
-    fixed = ["trainer.sample_every=0", "trainer.ckpt_every=0", "trainer.progress=false", f"trainer.device={device}"]
+    fixed = ["trainer.sample_every=0", "trainer.ckpt_every=0", "trainer.progress=false", "trainer.objective=none",
+             f"trainer.device={device}"]
     with tempfile.TemporaryDirectory() as tmp:
         train(compose([*overrides, *fixed, "trainer.steps=3"]), Path(tmp) / "warm-up")
         cfg = compose([*overrides, *fixed, f"trainer.steps={steps}"])

@@ -54,7 +54,7 @@ def compose_run(preset, mixture, seed, steps, extra=()):
         f"trainer.sample_every={steps}",
         "trainer.ckpt_every=0",
         "trainer.log_every=100",
-        "trainer.progress=false",
+        "trainer.progress=false", "trainer.objective=none",
         *extra,
     ]
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):

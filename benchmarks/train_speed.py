@@ -166,7 +166,7 @@ def plain_dcgan(steps, batch_size, device, out_dir, seed=0, workers=0):
 
 def toolkit_overrides(steps, batch_size, device, extra=()):
     return [f"trainer.steps={steps}", f"trainer.batch_size={batch_size}", f"trainer.device={device}",
-            "trainer.progress=false", *extra]
+            "trainer.progress=false", "trainer.objective=none", *extra]
 
 
 def run_toolkit(steps, batch_size, device, out_dir, extra=()):

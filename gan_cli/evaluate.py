@@ -44,6 +44,8 @@ DEFAULT_METRICS = ["fid", "is", "kid", "pr"]  # metrics=null: what a z -> image 
 def parse_args(args) -> dict:
     """key=value arguments over conf/eval.yaml's defaults; anything else is a one-line error."""
     options = parse_options(args, "eval")
+    if options["sweep"] is not None:  # only the summary of a sweep: the other options do not apply
+        return options
     metrics = options["metrics"]
     if metrics is not None:  # null: the checkpoint's kind decides (see DEFAULT_METRICS, metrics/translation.py)
         if not isinstance(metrics, (str, list)):
@@ -141,6 +143,10 @@ def real_node(options: dict, shape, config: dict) -> dict:
 
 
 def evaluate(options: dict) -> dict:
+    if options.get("sweep") is not None:
+        from gan_cli.sweep import summarise
+
+        return {"sweep": summarise(options["sweep"])}
     device = runtime.pick_device(options["device"])
     runtime.seed_everything(options["seed"])
     result = {"gan_cli_version": gan_cli.__version__, "metrics": {}, "protocol": {"seed": options["seed"]}}
@@ -347,6 +353,13 @@ def main() -> None:
     try:
         options = parse_args(sys.argv[1:])
         result = evaluate(options)
+        if "sweep" in result:
+            summary = result["sweep"]
+            print(f"{summary['finished']} of {summary['jobs']} jobs finished; "
+                  + (f"best: {summary['best']['setting']} {summary['metric']} {summary['best']['mean']:.4g}"
+                     if summary["best"] else "no scores yet"))
+            print(f"wrote {summary['folder'] / 'summary.md'}")
+            return
         path = output_path(options, result)
         writes.write_text(path, json.dumps(result, indent=2) + "\n")
     except UserError as e:

@@ -94,8 +94,8 @@ class RunLock:
         self._thread = None
 
     def _create(self) -> bool:
-        content = json.dumps({"pid": os.getpid(), "host": _host(), "started": datetime.now().isoformat(timespec="seconds"),
-                              "token": self.token})
+        started = datetime.now().isoformat(timespec="seconds")
+        content = json.dumps({"pid": os.getpid(), "host": _host(), "started": started, "token": self.token})
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

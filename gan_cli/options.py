@@ -62,7 +62,7 @@ def parse(args, name: str) -> dict:
 
 
 # Options that name a file or folder (null by default): a number given is a name (out=1 is the file "1").
-PATH_KEYS = {"eval": ("ckpt", "fake", "real", "real_root", "out", "inception_weights", "cache_dir", "probe_test"),
+PATH_KEYS = {"eval": ("ckpt", "fake", "sweep", "real", "real_root", "out", "inception_weights", "cache_dir", "probe_test"),
              "sample": ("ckpt", "out", "cache_dir", "input", "codes")}
 
 

@@ -13,6 +13,7 @@ compile and DDP wrapping, EMA, logging, the NaN guard, signals, pictures, evalua
 """
 
 import copy
+import json
 import logging
 import os
 import re
@@ -47,6 +48,8 @@ EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent"
 
 def check_trainer(t: dict) -> None:
     """One clear line for each setting that cannot work."""
+    if t.get("objective", "none") not in OBJECTIVE_CHOICES:
+        raise UserError(f"unknown trainer.objective {t['objective']!r}; choose one of: {', '.join(OBJECTIVE_CHOICES)}")
     if not isinstance(t["device"], str):
         raise UserError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {t['device']!r}")
     seconds = t["progress_seconds"]
@@ -121,7 +124,7 @@ RESUME_FREE = {
     "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_checkpoints",
     "trainer.compile", "trainer.eval_every", "trainer.eval_metric", "trainer.eval_samples", "dataset.root",
     "dataset.download", "trainer.progress_seconds", "trainer.tf32", "trainer.cudnn_benchmark", "trainer.channels_last",
-    "trainer.deterministic",
+    "trainer.deterministic", "trainer.objective",
 }
 
 
@@ -186,7 +189,8 @@ LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False
                       "eval_metric": "fid", "eval_samples": 2000, "augment": [], "augment_p": 1.0,
                       "augment_target": None, "augment_speed": 100_000,
                       "g_ema_rampup": 0.0, "sync_batchnorm": False, "progress_seconds": 30, "tf32": False,
-                      "cudnn_benchmark": False, "channels_last": False, "deterministic": False}
+                      "cudnn_benchmark": False, "channels_last": False, "deterministic": False,
+                      "objective": "none"}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -348,7 +352,8 @@ def check_config(cfg) -> None:
     device = runtime.pick_device(c["trainer"]["device"])
     runtime.Precision(c["trainer"]["precision"], device)
     runtime.seed_everything(c["seed"])
-    assemble(c, device)
+    data, game, _, _ = assemble(c, device)
+    objective_metric(c, data, game)
 
 
 def train(cfg, run_dir, overrides=(), choices=None) -> dict:
@@ -398,6 +403,7 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
 
     # The data (each process its own share), the game and its nets, optimizers, schedules and copies.
     data, game, optimizers, schedules = assemble(c, device, rank, world)
+    objective_metric(c, data, game)  # a score that cannot be measured is said now, not after training
     if getattr(data, "skipped", None) and main_process:  # dataset.on_bad_file=skip left files out
         listed = run_dir / "skipped_files.txt"
         writes.write_text(listed, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
@@ -628,6 +634,16 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
     grid = sample_dir / f"step_{step:07d}.png"
     if main_process and not grid.exists():
         grid = write_samples(step)
+    objective = None
+    if main_process and step >= steps:  # the run's score: what a sweep ranks and a search optimises
+        objective = measure_objective(c, data, game, sampling_nets(), device, evaluator)
+        if objective is not None:
+            log.info("objective: %s %.4f (%s)", objective["metric"], objective["value"], objective["direction"])
+            writer.add_hparams(hparams_of(overrides), {f"objective/{objective['metric']}": objective["value"]},
+                               run_name=".", global_step=step)
+    if main_process:
+        write_metrics(run_dir, "finished" if step >= steps else "stopped", step=step, steps=steps, objective=objective,
+                      losses=logged, wall_s=time.perf_counter() - t_start, modes=final_metrics)
     if writer is not None:
         writer.close()
     if world > 1:
@@ -655,7 +671,79 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
         "checkpoint": ckpt_dir / "last.pt",
         "logged": logged,
         "modes": final_metrics,
+        "objective": objective,
     }
+
+
+# --- the run's score ------------------------------------------------------------------------------
+
+OBJECTIVE_CHOICES = ("auto", "none", *EVAL_METRICS)
+
+
+def objective_metric(c: dict, data, game) -> str | None:
+    """trainer.objective resolved for this run: auto is the classifier FID on labelled z -> image data, the
+    high-quality share on toy2d, and none where no such score applies (image-to-image and super-resolution
+    runs, unlabelled images: score those with gan-eval)."""
+    name = c["trainer"].get("objective", "none")
+    if name == "none":
+        return None
+    toy = len(data.shape) == 1
+    scorable = not (hasattr(game, "upscale") or hasattr(game, "translate")) and (toy or data.num_classes > 0)
+    if name == "auto":
+        return ("hq_percent" if toy else "fid") if scorable else None
+    if not scorable:
+        raise UserError(f"trainer.objective={name} cannot be measured on this run ({game.name} on {data.name}); "
+                        "use trainer.objective=none and score it with gan-eval")
+    from gan_cli.metrics.protocol import TOY2D_METRICS
+
+    allowed = TOY2D_METRICS if toy else tuple(m for m in EVAL_METRICS if m not in TOY2D_METRICS)
+    if name not in allowed:
+        raise UserError(f"trainer.objective={name} does not apply to {data.name}; choose one of: "
+                        f"{', '.join(allowed)}, auto or none")
+    return name
+
+
+def measure_objective(c: dict, data, game, nets, device, evaluator=None) -> dict | None:
+    """{metric, value, direction} of the trained nets, or None where the run has no objective."""
+    from gan_cli.metrics.protocol import LOWER_IS_BETTER, TrainingEvaluator
+
+    metric = objective_metric(c, data, game)
+    if metric is None:
+        return None
+    t = c["trainer"]
+    if evaluator is None or evaluator.metric != metric:
+        evaluator = TrainingEvaluator(c["dataset"], data, game, metric, t["eval_samples"], 250, c["seed"], device)
+    value = float(evaluator(nets))
+    return {"metric": metric, "value": value, "direction": "minimize" if LOWER_IS_BETTER[metric] else "maximize"}
+
+
+def worst_value(metric: str) -> float:
+    """What a failed run scores: the worst value the metric can take."""
+    from gan_cli.metrics.protocol import LOWER_IS_BETTER
+
+    return float("inf") if LOWER_IS_BETTER[metric] else 0.0
+
+
+def hparams_of(overrides) -> dict:
+    """The command's key=value overrides as TensorBoard hparams (numbers stay numbers)."""
+    out = {}
+    for override in overrides or ():
+        key, sep, value = str(override).lstrip("+~").partition("=")
+        if not sep or key.startswith("hydra"):
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def write_metrics(run_dir: Path, status: str, **fields) -> Path:
+    """<run>/metrics.json: the objective, the last logged losses, steps, wall time and how the run ended."""
+    record = {"status": status, **{k: v for k, v in fields.items() if v is not None}}
+    path = run_dir / "metrics.json"
+    writes.write_text(path, json.dumps(record, indent=2, default=float) + "\n")
+    return path
 
 
 # --- the console script --------------------------------------------------------------------------
@@ -862,6 +950,23 @@ def check_output_folder(args) -> None:
                         "(run elsewhere, or set hydra.run.dir=<folder>)")
 
 
+def failed_job(cfg, run_dir: Path, error: Exception) -> float:
+    """A sweep's job that stopped on a user error or a non-finite loss: said in one line, recorded in its
+    metrics.json with the worst value of the objective, which is what the sweep gets back."""
+    name = OmegaConf.select(cfg, "trainer.objective", default="none")
+    if name in ("auto", None, "none"):
+        name = "hq_percent" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
+    worst = worst_value(name) if name in EVAL_METRICS else float("inf")
+    from gan_cli.metrics.protocol import LOWER_IS_BETTER
+
+    direction = "minimize" if LOWER_IS_BETTER.get(name, True) else "maximize"
+    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"gan-train: job {run_dir.name} failed: {message}; recorded as {name} = {worst}", file=sys.stderr)
+    write_metrics(run_dir, "failed", reason=message,
+                  objective={"metric": name, "value": worst, "direction": direction})
+    return worst
+
+
 def remove_refused(run_dir: Path, resumed: bool, started: float) -> None:
     """A command refused after Hydra made its run folder leaves nothing behind: the folder of a new run
     is removed when it holds only what Hydra wrote (its config, an empty or short log), with the date
@@ -916,12 +1021,15 @@ def main() -> None:
     @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="train")
     def hydra_main(cfg: DictConfig) -> None:
         hc = HydraConfig.get()
+        run_dir = Path(hc.runtime.output_dir)
         try:
-            train(cfg, Path(hc.runtime.output_dir), overrides=hc.overrides.task,
-                  choices=OmegaConf.to_container(hc.runtime.choices))
+            result = train(cfg, run_dir, overrides=hc.overrides.task, choices=OmegaConf.to_container(hc.runtime.choices))
         except UserError as e:
-            if distributed.is_main() and hc.mode != RunMode.MULTIRUN:
-                remove_refused(Path(hc.runtime.output_dir), bool(cfg.get("resume")), started)
+            if hc.mode == RunMode.MULTIRUN and distributed.is_main():
+                # One job of a sweep: recorded as failed with the worst score, and the sweep goes on.
+                return failed_job(cfg, run_dir, e)
+            if distributed.is_main():
+                remove_refused(run_dir, bool(cfg.get("resume")), started)
             fail("gan-train", e)
         except WriteFailed as e:
             fail("gan-train", e, WRITE_FAILED_EXIT)
@@ -929,6 +1037,8 @@ def main() -> None:
             print(f"gan-train: {e}", file=sys.stderr)
             distributed.cleanup()
             sys.exit(e.code)
+        objective = result.get("objective")
+        return None if objective is None else objective["value"]  # what a search sweeper optimises
 
     global _LAUNCH_TIME
     started = time.time()

@@ -49,6 +49,7 @@ TINY_TRAINER = [
     "trainer.device=cpu",
     "trainer.progress=false",
     "trainer.num_workers=0",
+    "trainer.objective=none",
 ]
 
 

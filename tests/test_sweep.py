@@ -1,0 +1,89 @@
+"""Sweeps that answer: every job's score in metrics.json, the sweep's summary table, ranking and plot."""
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+
+from tests.conftest import BIN
+
+TOY = ["model=gan", "dataset=toy2d", "trainer.steps=30", "trainer.batch_size=16", "generator.hidden=[8]",
+       "discriminator.hidden=[8]", "trainer.device=cpu", "trainer.progress=false", "trainer.sample_every=0",
+       "trainer.log_every=10", "trainer.eval_samples=400"]
+
+
+def gan(tool, *args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": ""}
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_sweep_ends_with_its_jobs_scores_ranked_over_seeds(tmp_path):
+    result = gan("gan-train", "-m", *TOY, "optimizer.lr=1e-3,3e-3", "loss=minimax,nonsaturating", "seed=0,1",
+                 "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    jobs = {}
+    for job in sorted(sweep.glob("[0-9]*")):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "finished" and metrics["step"] == 30
+        assert metrics["objective"]["metric"] == "hq_percent" and metrics["objective"]["direction"] == "maximize"
+        jobs[job.name] = metrics["objective"]["value"]
+    assert len(jobs) == 8
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert {r["job"]: float(r["hq_percent"]) for r in rows} == jobs  # the table is the jobs' own numbers
+    assert set(rows[0]) == {"job", "status", "hq_percent", "loss", "optimizer.lr", "seed"}
+    # The settings, ranked by their mean over the two seeds.
+    means = {}
+    for r in rows:
+        means.setdefault((r["loss"], r["optimizer.lr"]), []).append(float(r["hq_percent"]))
+    ranking = (sweep / "summary.md").read_text().split("## Settings")[1].splitlines()[4:8]
+    shown = []
+    for rank, line in enumerate(ranking, 1):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == str(rank) and cells[-1] == "2"  # two seeds each
+        mean = statistics.fmean(means[(cells[1], cells[2])])
+        assert cells[3].startswith(f"{mean:.4g} ± ")
+        shown.append(mean)
+    assert shown == sorted(shown, reverse=True) and len(shown) == 4  # best (highest hq_percent) first
+    assert (sweep / "summary.png").stat().st_size > 1000
+
+
+def test_a_diverging_job_is_recorded_with_the_worst_score_and_the_sweep_goes_on(tmp_path):
+    result = gan("gan-train", "-m", *TOY, "optimizer.lr=1e30,1e-3", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "job 0 failed: loss/" in result.stderr and "recorded as hq_percent = 0.0" in result.stderr
+    failed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and failed["reason"].startswith("loss/") and " at step " in failed["reason"]
+    assert failed["objective"] == {"metric": "hq_percent", "value": 0.0, "direction": "maximize"}
+    assert json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["status"] == "finished"
+    # gan-eval sweep= rebuilds the summary, of an unfinished sweep too.
+    for name in ("summary.md", "summary.csv", "summary.png"):
+        (tmp_path / "sweep" / name).unlink()
+    (tmp_path / "sweep" / "1" / "metrics.json").unlink()
+    rebuilt = gan("gan-eval", "sweep=sweep", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "1 of 2 jobs finished" in rebuilt.stdout
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "| 0 | failed (" in summary and "| 1 | not finished |" in summary and "Not finished (left out): jobs 1" in summary
+    assert gan("gan-eval", "sweep=nowhere", cwd=tmp_path).stderr.startswith("gan-eval: error: sweep=nowhere: no such")
+
+
+def test_a_run_returns_and_records_its_objective(tmp_path, monkeypatch, shared_cache):
+    import pytest
+
+    from gan_cli import UserError
+    from gan_cli.train import train
+    from tests.conftest import tiny_config
+
+    monkeypatch.setenv("GAN_CLI_CACHE", str(shared_cache))
+    result = train(tiny_config("trainer.objective=auto", "trainer.eval_samples=200"), tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert recorded["objective"] == result["objective"] and result["objective"]["metric"] == "fid"
+    assert result["objective"]["direction"] == "minimize" and result["objective"]["value"] > 0
+    assert recorded["status"] == "finished" and recorded["step"] == 2 and "loss/G" in recorded["losses"]
+    with pytest.raises(UserError, match="unknown trainer.objective 'fidd'"):
+        train(tiny_config("trainer.objective=fidd"), tmp_path / "other")
+    with pytest.raises(UserError, match="trainer.objective=hq_percent does not apply to digits"):
+        train(tiny_config("trainer.objective=hq_percent"), tmp_path / "third")
+    assert not (tmp_path / "third" / "checkpoints").exists()  # said before training
