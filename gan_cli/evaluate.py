@@ -314,6 +314,7 @@ def table(result: dict) -> str:
     names = {"fid": "FID", "is_mean": "IS", "kid_mean": "KID", "precision": "precision", "recall": "recall",
              "accuracy": "class accuracy", "intra_fid": "intra-class FID",
              "modes": "modes", "hq_percent": "high quality %", "reverse_kl": "reverse KL",
+             "balanced_hq": "balanced high quality %",
              "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM", "label_preservation": "label preservation",
              "label_preservation_joint": "label preservation (joint)"}
     m, rows = result["metrics"], []

@@ -139,13 +139,24 @@ def _plot(jobs, keys, metric, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     setting_keys = [k for k in keys if k != SEED]
-    fig, axes = plt.subplots(1, len(setting_keys), figsize=(4.2 * len(setting_keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], setting_keys):
+    cols = min(4, len(setting_keys))
+    rows = math.ceil(len(setting_keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(setting_keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, setting_keys):
         others = [k for k in setting_keys if k != key]
         values = sorted({j["values"].get(key, "") for j in jobs},
                         key=lambda v: (_number(v) is None, _number(v) or 0.0, v))
         numeric = all(_number(v) is not None for v in values)
-        for other in sorted({tuple(j["values"].get(k, "") for k in others) for j in jobs}):
+        combos = sorted({tuple(j["values"].get(k, "") for k in others) for j in jobs})
+        if len(combos) > 6:  # a search: (nearly) every job its own setting, so one point per job
+            points = [(_number(j["values"].get(key)) if numeric else values.index(j["values"].get(key, "")),
+                       float(j["objective"])) for j in jobs
+                      if j["objective"] is not None and math.isfinite(float(j["objective"]))]
+            ax.scatter([p[0] for p in points], [p[1] for p in points], s=14)
+            combos, others = [], []
+        for other in combos:
             xs, means, stds = [], [], []
             for i, value in enumerate(values):
                 scores = [float(j["objective"]) for j in jobs if j["objective"] is not None

@@ -28,7 +28,7 @@ from omegaconf.errors import MissingMandatoryValue
 from torch.utils.tensorboard import SummaryWriter
 
 from gan_cli import (WRITE_FAILED_EXIT, UserError, WriteFailed, augment, build, checkpoint, distributed, lock, plots,
-                     runtime, writes)
+                     runtime, search, writes)
 from gan_cli.build import GROUPS, WHO
 from gan_cli.games import Nets
 from gan_cli.metrics import toy2d as toy2d_metrics
@@ -40,7 +40,7 @@ from gan_cli.safety import NonFiniteGuard, StopRequested, StopSignals
 
 log = logging.getLogger("gan_cli.train")
 
-EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent", "reverse_kl")
+EVAL_METRICS = ("fid", "kid", "is", "precision", "recall", "modes", "hq_percent", "reverse_kl", "balanced_hq")
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -690,7 +690,7 @@ def objective_metric(c: dict, data, game) -> str | None:
     toy = len(data.shape) == 1
     scorable = not (hasattr(game, "upscale") or hasattr(game, "translate")) and (toy or data.num_classes > 0)
     if name == "auto":
-        return ("hq_percent" if toy else "fid") if scorable else None
+        return ("balanced_hq" if toy else "fid") if scorable else None
     if not scorable:
         raise UserError(f"trainer.objective={name} cannot be measured on this run ({game.name} on {data.name}); "
                         "use trainer.objective=none and score it with gan-eval")
@@ -784,6 +784,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("gan_now", _now, replace=True)
     OmegaConf.register_new_resolver("gan_run_dir", _run_dir, replace=True)
     OmegaConf.register_new_resolver("gan_hydra_subdir", _hydra_subdir, replace=True)
+    OmegaConf.register_new_resolver("gan_job_dir", search.job_dir, replace=True)
 
 
 def check_group_choices(args, config_root="gan_cli.conf") -> None:
@@ -859,13 +860,13 @@ def print_help(args, config_root="gan_cli.conf") -> None:
     own, _, _ = train_yaml.partition("\nhydra:")
     out = [cfg.hydra.help.header.rstrip(), "",
            "Groups: pick one option of each with group=option (the ones this command picks in brackets)."]
-    for group in HELP_ORDER:
+    for group in (*HELP_ORDER, "hparams_search"):
         options = sorted(p.name[:-5] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
         out.append(f"  {group}: " + ", ".join(f"[{o}]" if o == choices.get(group) else o for o in options))
     out += ["", "Every key, as the files that this command composes set it (a later file wins: the preset last);",
             "change any with key=value. `gan-train --help model=wgan_gp dataset=mnist` shows those choices.", ""]
     out += ["# ---- gan-train's own keys (conf/train.yaml) ----", own.split("\n\n", 1)[-1].rstrip(), ""]
-    for group in HELP_ORDER[1:] + ("model", "model_dataset"):
+    for group in HELP_ORDER[1:] + ("model", "model_dataset", "hparams_search"):
         choice = choices.get(group)
         if choice and conf.joinpath(group, f"{choice}.yaml").is_file():
             out += [f"# ---- {group}={choice} (conf/{group}/{choice}.yaml) ----",
@@ -955,7 +956,7 @@ def failed_job(cfg, run_dir: Path, error: Exception) -> float:
     metrics.json with the worst value of the objective, which is what the sweep gets back."""
     name = OmegaConf.select(cfg, "trainer.objective", default="none")
     if name in ("auto", None, "none"):
-        name = "hq_percent" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
+        name = "balanced_hq" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
     worst = worst_value(name) if name in EVAL_METRICS else float("inf")
     from gan_cli.metrics.protocol import LOWER_IS_BETTER
 
@@ -1052,6 +1053,8 @@ def main() -> None:
         check_group_choices(sys.argv[1:])
         check_keys(sys.argv[1:])
         check_output_folder(sys.argv[1:])
+        if any(a.startswith(("hparams_search=", "hydra/sweeper=")) for a in sys.argv[1:]):
+            sys.argv += search.prepare([a for a in sys.argv[1:] if not a.startswith("-")])
     except UserError as e:
         fail_before_launch("gan-train", e)
     if distributed.launched():

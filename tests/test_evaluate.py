@@ -88,7 +88,7 @@ def test_real_against_itself_is_perfect(cache, tmp_path):
 def test_toy2d_checkpoint_gives_the_mode_metrics(cache, tmp_path):
     train(tiny_config("model=gan", "dataset=toy2d", "dataset.mixture=grid"), tmp_path)
     report = evaluate(options(f"ckpt={tmp_path}", "num_samples=500", cache=cache))
-    assert set(report["metrics"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert set(report["metrics"]) == {"modes", "hq_percent", "reverse_kl", "balanced_hq"}
     assert report["protocol"]["modes_total"] == 25 and report["protocol"]["num_fake"] == 500
 
 

@@ -140,7 +140,7 @@ def test_infogan_with_continuous_codes_only_trains(tmp_path):
 def test_gan_eval_of_a_conditional_toy2d_checkpoint(tmp_path):
     train(tiny_config("model=cgan", "dataset=toy2d"), tmp_path)
     result = evaluate(parse_args([f"ckpt={tmp_path}", "num_samples=200", "progress=false"]))
-    assert set(result["metrics"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert set(result["metrics"]) == {"modes", "hq_percent", "reverse_kl", "balanced_hq"}
 
 
 # --- checkpoints by name ---------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import os
 import statistics
 import subprocess
 
+import pytest
+
 from tests.conftest import BIN
 
 TOY = ["model=gan", "dataset=toy2d", "trainer.steps=30", "trainer.batch_size=16", "generator.hidden=[8]",
@@ -27,16 +29,16 @@ def test_a_sweep_ends_with_its_jobs_scores_ranked_over_seeds(tmp_path):
     for job in sorted(sweep.glob("[0-9]*")):
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["status"] == "finished" and metrics["step"] == 30
-        assert metrics["objective"]["metric"] == "hq_percent" and metrics["objective"]["direction"] == "maximize"
+        assert metrics["objective"]["metric"] == "balanced_hq" and metrics["objective"]["direction"] == "maximize"
         jobs[job.name] = metrics["objective"]["value"]
     assert len(jobs) == 8
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
-    assert {r["job"]: float(r["hq_percent"]) for r in rows} == jobs  # the table is the jobs' own numbers
-    assert set(rows[0]) == {"job", "status", "hq_percent", "loss", "optimizer.lr", "seed"}
+    assert {r["job"]: float(r["balanced_hq"]) for r in rows} == jobs  # the table is the jobs' own numbers
+    assert set(rows[0]) == {"job", "status", "balanced_hq", "loss", "optimizer.lr", "seed"}
     # The settings, ranked by their mean over the two seeds.
     means = {}
     for r in rows:
-        means.setdefault((r["loss"], r["optimizer.lr"]), []).append(float(r["hq_percent"]))
+        means.setdefault((r["loss"], r["optimizer.lr"]), []).append(float(r["balanced_hq"]))
     ranking = (sweep / "summary.md").read_text().split("## Settings")[1].splitlines()[4:8]
     shown = []
     for rank, line in enumerate(ranking, 1):
@@ -45,17 +47,17 @@ def test_a_sweep_ends_with_its_jobs_scores_ranked_over_seeds(tmp_path):
         mean = statistics.fmean(means[(cells[1], cells[2])])
         assert cells[3].startswith(f"{mean:.4g} ± ")
         shown.append(mean)
-    assert shown == sorted(shown, reverse=True) and len(shown) == 4  # best (highest hq_percent) first
+    assert shown == sorted(shown, reverse=True) and len(shown) == 4  # best (highest balanced_hq) first
     assert (sweep / "summary.png").stat().st_size > 1000
 
 
 def test_a_diverging_job_is_recorded_with_the_worst_score_and_the_sweep_goes_on(tmp_path):
     result = gan("gan-train", "-m", *TOY, "optimizer.lr=1e30,1e-3", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "job 0 failed: loss/" in result.stderr and "recorded as hq_percent = 0.0" in result.stderr
+    assert "job 0 failed: loss/" in result.stderr and "recorded as balanced_hq = 0.0" in result.stderr
     failed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
     assert failed["status"] == "failed" and failed["reason"].startswith("loss/") and " at step " in failed["reason"]
-    assert failed["objective"] == {"metric": "hq_percent", "value": 0.0, "direction": "maximize"}
+    assert failed["objective"] == {"metric": "balanced_hq", "value": 0.0, "direction": "maximize"}
     assert json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["status"] == "finished"
     # gan-eval sweep= rebuilds the summary, of an unfinished sweep too.
     for name in ("summary.md", "summary.csv", "summary.png"):
@@ -87,3 +89,46 @@ def test_a_run_returns_and_records_its_objective(tmp_path, monkeypatch, shared_c
     with pytest.raises(UserError, match="trainer.objective=hq_percent does not apply to digits"):
         train(tiny_config("trainer.objective=hq_percent"), tmp_path / "third")
     assert not (tmp_path / "third" / "checkpoints").exists()  # said before training
+
+
+SEARCH = ["-m", "hparams_search=toy2d_gan", "hydra.sweeper.n_trials=3", "trainer.steps=1000", "generator.hidden=[8]",
+          "discriminator.hidden=[8]", "trainer.progress=false", "trainer.eval_samples=400", "hydra.sweep.dir=search"]
+
+
+def test_an_optuna_search_killed_half_way_continues_its_study(tmp_path):
+    import signal
+
+    import optuna
+
+    from tests.test_resilience import start, wait_for
+
+    search = tmp_path / "search"
+    first = start(SEARCH, tmp_path)
+    wait_for(lambda: (search / "1" / "run.lock").exists())  # trial 0 finished, trial 1 running
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    again = gan("gan-train", *SEARCH, cwd=tmp_path)  # the same command
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="toy2d_gan", storage=f"sqlite:///{search / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # the interrupted trial 1 tried anew
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE":  # each value is its job's objective, in the folder of its number
+            recorded = json.loads((search / str(trial.number) / "metrics.json").read_text())
+            assert recorded["objective"]["value"] == trial.value
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 4  # no suggestion drawn twice
+    assert "sweep summary: search/summary.md (3 of 4 jobs finished)" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["hydra.sweeper.direction=minimize"],
+     "hydra.sweeper.direction=minimize contradicts trainer.objective=balanced_hq, which is better higher"),
+    (["optimizer=sgd"], "hydra.sweeper.params: the config has no key optimizer.betas.0"),
+    (["trainer.objective=none"], "an Optuna search optimises the runs' objective, and trainer.objective is none"),
+])
+def test_a_search_that_cannot_work_is_one_line_before_any_trial(args, message, tmp_path):
+    result = gan("gan-train", "-m", "hparams_search=toy2d_gan", *args, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("gan-train: error: ") and message in result.stderr
+    assert not (tmp_path / "outputs").exists()

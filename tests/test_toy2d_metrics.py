@@ -34,3 +34,16 @@ def test_far_samples_are_low_quality_but_still_counted_in_the_histogram():
     m = mode_metrics(torch.cat([on, off]), centres, sigma)
     assert m["modes"] == 1 and m["hq_percent"] == 50.0
     assert m["reverse_kl"] == pytest.approx(2 * 0.5 * math.log(0.5 * 25))
+
+
+def test_balanced_hq_counts_each_mode_up_to_its_share():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    sigma = 0.1
+    collapsed = mode_metrics(torch.zeros(100, 2), centres, sigma)  # every sample sharp, all on one mode
+    assert collapsed["hq_percent"] == 100.0 and collapsed["balanced_hq"] == pytest.approx(25.0)
+    spread = centres.repeat_interleave(25, dim=0)  # 25 sharp samples on each mode
+    assert mode_metrics(spread, centres, sigma)["balanced_hq"] == pytest.approx(100.0)
+    # Half the samples far from every mode, the rest split 30 / 10 / 10 / 0: min(30, 25) + 10 + 10 + 0.
+    mixed = torch.cat([centres[0].repeat(30, 1), centres[1].repeat(10, 1), centres[2].repeat(10, 1),
+                       torch.full((50, 2), 5.0)])
+    assert mode_metrics(mixed, centres, sigma)["balanced_hq"] == pytest.approx(45.0)

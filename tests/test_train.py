@@ -64,7 +64,7 @@ def test_every_preset_runs_on_points_with_the_mlp_nets(model, tmp_path):
     result = train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
     config = checkpoint.load(tmp_path)["config"]
     assert config["generator"]["name"] == config["discriminator"]["name"] == "mlp"
-    assert set(result["modes"]) == {"modes", "hq_percent", "reverse_kl"}
+    assert set(result["modes"]) == {"modes", "hq_percent", "reverse_kl", "balanced_hq"}
 
 
 def test_critic_diagnostics_reach_tensorboard(tmp_path):

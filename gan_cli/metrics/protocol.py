@@ -194,8 +194,8 @@ def real_features(backbone, node: dict, options: dict, shape) -> dict:
 
 # trainer.eval_metric: what is better for each (lower, or higher).
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False,
-                   "reverse_kl": True, "hq_percent": False, "modes": False}
-TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl")
+                   "reverse_kl": True, "hq_percent": False, "modes": False, "balanced_hq": False}
+TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl", "balanced_hq")
 
 
 def equal_sizes(real, fake, seed: int):
