@@ -642,8 +642,9 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
             writer.add_hparams(hparams_of(overrides), {f"objective/{objective['metric']}": objective["value"]},
                                run_name=".", global_step=step)
     if main_process:
-        write_metrics(run_dir, "finished" if step >= steps else "stopped", step=step, steps=steps, objective=objective,
-                      losses=logged, wall_s=time.perf_counter() - t_start, modes=final_metrics)
+        stopped = None if step >= steps else f"stopped by {signal_name(signals.received)} at step {step} of {steps}"
+        write_metrics(run_dir, "stopped" if stopped else "finished", reason=stopped, step=step, steps=steps,
+                      objective=objective, losses=logged, wall_s=time.perf_counter() - t_start, modes=final_metrics)
     if writer is not None:
         writer.close()
     if world > 1:
@@ -736,6 +737,15 @@ def hparams_of(overrides) -> dict:
         except ValueError:
             out[key] = value
     return out
+
+
+def signal_name(signum) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except (ValueError, TypeError):
+        return "a signal"
 
 
 def write_metrics(run_dir: Path, status: str, **fields) -> Path:

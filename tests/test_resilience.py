@@ -1,6 +1,7 @@
 """Never lose a run: checkpoints that survive kill -9, exact and guarded resume, signals, the NaN guard,
 safe loading, mixed precision and bad values caught before any work."""
 
+import json
 import os
 import pickle
 import signal
@@ -107,6 +108,9 @@ def test_a_signal_finishes_the_step_checkpoints_and_says_how_to_resume(sig, tmp_
     state = checkpoint.load(run_dir)
     assert 0 < state["step"] < 200000
     assert f"stopped at step {state['step']} of 200000" in err
+    recorded = json.loads((run_dir / "metrics.json").read_text())  # how it ended, for a sweep's summary
+    assert recorded["status"] == "stopped" and recorded["step"] == state["step"] and "objective" not in recorded
+    assert recorded["reason"] == f"stopped by {signal.Signals(sig).name} at step {state['step']} of 200000"
     assert "Continue with: gan-train resume=run\n" in err  # relative to where it was started
     assert "Traceback" not in err
     result = run(f"resume={run_dir}", f"trainer.steps={state['step'] + 3}", cwd=tmp_path)
