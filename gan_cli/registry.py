@@ -112,9 +112,12 @@ def build(group: str, node: dict, **runtime):
             f"{group} '{name}' has no option {', '.join(unknown)}; its options are: {', '.join(valid) or 'none'} "
             f"(drop a key with ~{group}.{unknown[0]})"
         )
+    defaults = {p.name: p.default for p in inspect.signature(table[name]).parameters.values()}
     for key, value in kwargs.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"{group}.{key} must be a finite number, got {value}")
+        if isinstance(defaults.get(key), bool) and not isinstance(value, bool):  # download=-1 is no yes
+            raise UserError(f"{group}.{key} must be true or false, got {value!r}")
     try:
         return table[name](**kwargs, **runtime)
     except (ValueError, OverflowError) as e:  # torch's own checks, e.g. "Invalid learning rate: -1"
