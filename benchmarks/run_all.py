@@ -20,6 +20,7 @@ Each section is written by its own script, which can also be run alone (see thei
   superres.py        bicubic beside SRResNet beside SRGAN, x4 on held-out digits and photos
   probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
                      held-out MNIST digits (real MNIST test images)
+  search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
@@ -94,6 +95,8 @@ def sections(quick: bool, out: Path, fresh: bool):
     yield "super-resolution", [py, HERE / "superres.py", *q, "--out", out / "superres.md"], out / "superres.md"
     yield "linear probe and inversion", [py, HERE / "probe_invert.py", *q, "--out", out / "probe_invert.md"], \
         out / "probe_invert.md"
+    search = ["--trials", "2", "--trial-steps", "200", "--steps", "400", "--work", out / "search_work"] if quick else []
+    yield "Optuna search", [py, HERE / "search_toy2d.py", *search, "--out", out], out / "search_toy2d.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:

@@ -23,8 +23,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BIN, machine  # noqa: E402
 
@@ -37,6 +35,17 @@ def gan_train(args, cwd, env):
     if result.returncode:
         raise SystemExit(f"gan-train {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return result
+
+
+def finished_trials(search: Path) -> list:
+    """The study's completed trials, in order (none where there is no study yet)."""
+    if not (search / "optuna.db").exists():
+        return []
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="toy2d_gan", storage=f"sqlite:///{search / 'optuna.db'}")
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
 def final_run(name, overrides, seed, steps, work, env) -> dict:
@@ -62,13 +71,14 @@ def main():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     search = args.work / "search"
-    if not (search / "optuna.db").exists() or not (search / "optimization_results.yaml").exists() or \
-            len(list(search.glob("[0-9]*/metrics.json"))) < args.trials:
+    if len(finished_trials(search)) < args.trials:  # a new study, or one to continue
         gan_train(["-m", "hparams_search=toy2d_gan", f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.n_jobs=2",
                    f"trainer.steps={args.trial_steps}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                    f"hydra.sweep.dir={search}", "trainer.progress=false"], args.work, env)
-    best = yaml.safe_load((search / "optimization_results.yaml").read_text())
-    found = [f"{k}={v}" for k, v in sorted(best["best_params"].items())]
+    trials = finished_trials(search)[: args.trials]
+    best_trial = max(trials, key=lambda t: t.value)
+    best = {"best_value": best_trial.value}
+    found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
     jobs = [("found", found, s) for s in (0, 1, 2)] + [("preset", [], s) for s in (0, 1, 2)]
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -98,6 +108,9 @@ def main():
     lines += ["", f"Goal (the found setting matches or beats the preset's high-quality share and modes on every "
               f"seed): {'met' if wins else 'not met'}."]
     (args.out / "search_toy2d.md").write_text("\n".join(lines) + "\n")
+    from gan_cli.sweep import summarise
+
+    summarise(search)  # also for a study whose last run was stopped before its end
     if (search / "summary.png").exists():
         shutil.copyfile(search / "summary.png", args.out / "search_toy2d.png")
     print("\n".join(lines))
