@@ -63,8 +63,6 @@ def stale_reason(info: dict) -> str | None:
     if info.get("pid") is None:
         return "it could not be read"
     if info.get("host") == _host():
-        if int(info["pid"]) == os.getpid():
-            return None
         return None if _alive(info["pid"]) else f"process {info['pid']} is gone"
     if info["age"] > STALE:
         return f"its heartbeat stopped {info['age'] / 60:.0f} minutes ago"
@@ -75,13 +73,17 @@ def owner(info: dict) -> str:
     return f"process {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
 
 
+def in_use(folder, info: dict) -> UserError:
+    return UserError(f"{folder} is in use by a running gan-train ({owner(info)}); wait for it to end, stop it, "
+                     "or write this run elsewhere (hydra.run.dir=<folder>)")
+
+
 def check_free(folder) -> None:
     """Refuse, in one line, a folder that a live run holds (before anything is written into it)."""
     info = read(folder)
     if info is not None and stale_reason(info) is None and not (
             info.get("host") == _host() and info.get("pid") == os.getpid()):
-        raise UserError(f"{folder} is in use by a running gan-train ({owner(info)}); wait for it to end, "
-                        f"stop it, or write this run elsewhere (hydra.run.dir=<folder>)")
+        raise in_use(folder, info)
 
 
 class RunLock:
@@ -114,8 +116,7 @@ class RunLock:
                 continue
             reason = stale_reason(info)
             if reason is None:
-                raise UserError(f"{self.path.parent} is in use by a running gan-train ({owner(info)}); wait for "
-                                "it to end, stop it, or write this run elsewhere (hydra.run.dir=<folder>)")
+                raise in_use(self.path.parent, info)
             log.warning("taking over the lock of %s: %s (%s)", self.path.parent, reason, owner(info))
             self.path.unlink(missing_ok=True)
         else:

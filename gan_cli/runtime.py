@@ -154,6 +154,11 @@ def cache_dir(path=None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "gan-cli"
 
 
+def one_line(text: str) -> str:
+    """A message of several lines (Hydra's, torchvision's) as the one line gan-cli's errors are."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def shown(path) -> str:
     """A path as a user would type it: relative to the working directory when inside it."""
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from gan_cli import UserError
+from gan_cli import UserError, runtime
 
 log = logging.getLogger("gan_cli.search")
 
@@ -48,11 +48,16 @@ def _has_key(plain: dict, key: str) -> bool:
     return True
 
 
+def auto_objective(cfg) -> str:
+    """trainer.objective=auto for this config's data set (what train.objective_metric picks for z -> x runs)."""
+    return "balanced_hq" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
+
+
 def objective_of(cfg) -> str | None:
     """The metric a run of this config is scored by (trainer.objective, auto resolved by the data set)."""
     name = OmegaConf.select(cfg, "trainer.objective", default="none")
     if name == "auto":
-        return "balanced_hq" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
+        return auto_objective(cfg)
     return None if name in (None, "none") else name
 
 
@@ -66,7 +71,7 @@ def prepare(overrides: list[str]) -> list[str]:
     (empty for a new study, or for a command that is no Optuna search)."""
     from hydra import compose, initialize_config_module
 
-    from gan_cli.metrics.protocol import LOWER_IS_BETTER
+    from gan_cli.metrics.protocol import direction
 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -77,7 +82,7 @@ def prepare(overrides: list[str]) -> list[str]:
         with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
             cfg = compose("train", overrides=fixed, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
-        raise UserError("; ".join(line.strip() for line in str(e).splitlines() if line.strip())) from None
+        raise UserError(runtime.one_line(str(e))) from None
     sweeper = cfg.hydra.sweeper
     if sweeper.get("_target_") != OPTUNA:
         return []
@@ -91,10 +96,9 @@ def prepare(overrides: list[str]) -> list[str]:
     if metric is None:
         raise UserError("an Optuna search optimises the runs' objective, and trainer.objective is none; set "
                         "trainer.objective=fid (or another metric the run can measure)")
-    direction = str(sweeper.direction)
-    wanted = "minimize" if LOWER_IS_BETTER.get(metric, True) else "maximize"
-    if direction != wanted:
-        raise UserError(f"hydra.sweeper.direction={direction} contradicts trainer.objective={metric}, which is "
+    given, wanted = str(sweeper.direction), direction(metric)
+    if given != wanted:
+        raise UserError(f"hydra.sweeper.direction={given} contradicts trainer.objective={metric}, which is "
                         f"better {'lower' if wanted == 'minimize' else 'higher'}: use hydra.sweeper.direction={wanted}")
     path = sqlite_path(sweeper.storage)
     if path is None:

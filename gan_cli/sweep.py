@@ -149,25 +149,24 @@ def _plot(jobs, keys, metric, path: Path) -> Path:
         values = sorted({j["values"].get(key, "") for j in jobs},
                         key=lambda v: (_number(v) is None, _number(v) or 0.0, v))
         numeric = all(_number(v) is not None for v in values)
-        combos = sorted({tuple(j["values"].get(k, "") for k in others) for j in jobs})
-        if len(combos) > 6:  # a search: (nearly) every job its own setting, so one point per job
-            points = [(_number(j["values"].get(key)) if numeric else values.index(j["values"].get(key, "")),
-                       float(j["objective"])) for j in jobs
-                      if j["objective"] is not None and math.isfinite(float(j["objective"]))]
+        # The finite scores of each (setting of the other keys, value of this key).
+        scores: dict[tuple, dict[str, list[float]]] = {}
+        for job in jobs:
+            if job["objective"] is not None and math.isfinite(float(job["objective"])):
+                other = tuple(job["values"].get(k, "") for k in others)
+                scores.setdefault(other, {}).setdefault(job["values"].get(key, ""), []).append(float(job["objective"]))
+        x_of = {v: (_number(v) if numeric else i) for i, v in enumerate(values)}
+        if len(scores) > 6:  # a search: (nearly) every job its own setting, so one point per job
+            points = [(x_of[v], s) for by_value in scores.values() for v, runs in by_value.items() for s in runs]
             ax.scatter([p[0] for p in points], [p[1] for p in points], s=14)
-            combos, others = [], []
-        for other in combos:
-            xs, means, stds = [], [], []
-            for i, value in enumerate(values):
-                scores = [float(j["objective"]) for j in jobs if j["objective"] is not None
-                          and j["values"].get(key, "") == value and tuple(j["values"].get(k, "") for k in others) == other]
-                scores = [s for s in scores if math.isfinite(s)]
-                if scores:
-                    xs.append(_number(value) if numeric else i)
-                    means.append(statistics.fmean(scores))
-                    stds.append(statistics.stdev(scores) if len(scores) > 1 else 0.0)
-            label = ", ".join(f"{k}={v}" for k, v in zip(others, other)) or None
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+            others = []
+        else:
+            for other, by_value in sorted(scores.items()):
+                present = [v for v in values if v in by_value]
+                ax.errorbar([x_of[v] for v in present], [statistics.fmean(by_value[v]) for v in present],
+                            yerr=[statistics.stdev(by_value[v]) if len(by_value[v]) > 1 else 0.0 for v in present],
+                            marker="o", capsize=3,
+                            label=", ".join(f"{k}={v}" for k, v in zip(others, other)) or None)
         if numeric and all((_number(v) or 0) > 0 for v in values) and len(values) > 2 \
                 and max(_number(v) for v in values) / min(_number(v) for v in values) >= 100:
             ax.set_xscale("log")

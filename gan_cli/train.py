@@ -403,7 +403,7 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
 
     # The data (each process its own share), the game and its nets, optimizers, schedules and copies.
     data, game, optimizers, schedules = assemble(c, device, rank, world)
-    objective_metric(c, data, game)  # a score that cannot be measured is said now, not after training
+    objective_name = objective_metric(c, data, game)  # a score that cannot be measured is said now
     if getattr(data, "skipped", None) and main_process:  # dataset.on_bad_file=skip left files out
         listed = run_dir / "skipped_files.txt"
         writes.write_text(listed, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
@@ -635,12 +635,11 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
     if main_process and not grid.exists():
         grid = write_samples(step)
     objective = None
-    if main_process and step >= steps:  # the run's score: what a sweep ranks and a search optimises
-        objective = measure_objective(c, data, game, sampling_nets(), device, evaluator)
-        if objective is not None:
-            log.info("objective: %s %.4f (%s)", objective["metric"], objective["value"], objective["direction"])
-            writer.add_hparams(hparams_of(overrides), {f"objective/{objective['metric']}": objective["value"]},
-                               run_name=".", global_step=step)
+    if main_process and step >= steps and objective_name:  # what a sweep ranks and a search optimises
+        objective = measure_objective(objective_name, c, data, game, sampling_nets(), device, evaluator)
+        log.info("objective: %s %.4f (%s)", objective["metric"], objective["value"], objective["direction"])
+        writer.add_hparams(hparams_of(overrides), {f"objective/{objective['metric']}": objective["value"]},
+                           run_name=".", global_step=step)
     if main_process:
         stopped = None if step >= steps else f"stopped by {signal_name(signals.received)} at step {step} of {steps}"
         write_metrics(run_dir, "stopped" if stopped else "finished", reason=stopped, step=step, steps=steps,
@@ -704,25 +703,22 @@ def objective_metric(c: dict, data, game) -> str | None:
     return name
 
 
-def measure_objective(c: dict, data, game, nets, device, evaluator=None) -> dict | None:
-    """{metric, value, direction} of the trained nets, or None where the run has no objective."""
-    from gan_cli.metrics.protocol import LOWER_IS_BETTER, TrainingEvaluator
+def measure_objective(metric: str, c: dict, data, game, nets, device, evaluator=None) -> dict:
+    """{metric, value, direction} of the trained nets (metric: objective_metric's answer)."""
+    from gan_cli.metrics.protocol import TrainingEvaluator, direction
 
-    metric = objective_metric(c, data, game)
-    if metric is None:
-        return None
     t = c["trainer"]
     if evaluator is None or evaluator.metric != metric:
         evaluator = TrainingEvaluator(c["dataset"], data, game, metric, t["eval_samples"], 250, c["seed"], device)
     value = float(evaluator(nets))
-    return {"metric": metric, "value": value, "direction": "minimize" if LOWER_IS_BETTER[metric] else "maximize"}
+    return {"metric": metric, "value": value, "direction": direction(metric)}
 
 
 def worst_value(metric: str) -> float:
     """What a failed run scores: the worst value the metric can take."""
-    from gan_cli.metrics.protocol import LOWER_IS_BETTER
+    from gan_cli.metrics.protocol import direction
 
-    return float("inf") if LOWER_IS_BETTER[metric] else 0.0
+    return float("inf") if direction(metric) == "minimize" else 0.0
 
 
 def hparams_of(overrides) -> dict:
@@ -845,8 +841,7 @@ def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
             raise UserError(
                 f"no option {key} in the config{suggest(key, known)}; `gan-train --help` lists them all"
             ) from None
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise UserError("; ".join(lines)) from None
+        raise UserError(runtime.one_line(str(e))) from None
     check_values(cfg)
 
 
@@ -886,8 +881,6 @@ def print_help(args, config_root="gan_cli.conf") -> None:
         print("\n".join(out), flush=True)
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 
 
 # Hydra's launcher plugins: the package each one's configs come in, and gan-cli's extra that installs it.
@@ -964,17 +957,14 @@ def check_output_folder(args) -> None:
 def failed_job(cfg, run_dir: Path, error: Exception) -> float:
     """A sweep's job that stopped on a user error or a non-finite loss: said in one line, recorded in its
     metrics.json with the worst value of the objective, which is what the sweep gets back."""
-    name = OmegaConf.select(cfg, "trainer.objective", default="none")
-    if name in ("auto", None, "none"):
-        name = "balanced_hq" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
-    worst = worst_value(name) if name in EVAL_METRICS else float("inf")
-    from gan_cli.metrics.protocol import LOWER_IS_BETTER
+    from gan_cli.metrics.protocol import direction
 
-    direction = "minimize" if LOWER_IS_BETTER.get(name, True) else "maximize"
-    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    name = search.objective_of(cfg) or search.auto_objective(cfg)  # none: scored as auto would be
+    worst = worst_value(name) if name in EVAL_METRICS else float("inf")
+    message = runtime.one_line(str(error))
     print(f"gan-train: job {run_dir.name} failed: {message}; recorded as {name} = {worst}", file=sys.stderr)
     write_metrics(run_dir, "failed", reason=message,
-                  objective={"metric": name, "value": worst, "direction": direction})
+                  objective={"metric": name, "value": worst, "direction": direction(name)})
     return worst
 
 
@@ -1008,8 +998,7 @@ def remove_refused(run_dir: Path, resumed: bool, started: float) -> None:
 
 
 def fail(prog: str, error: Exception, code: int = 2) -> None:
-    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, always
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {runtime.one_line(str(error))}", file=sys.stderr)
     distributed.cleanup()
     sys.exit(code)
 

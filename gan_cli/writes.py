@@ -64,14 +64,15 @@ def write_text(path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP"}
+
+
 def save_image(image, path, **options) -> None:
     """A PIL image, atomically, in the format of the path's suffix (options: PIL's, e.g. for a GIF)."""
     path = Path(path)
     with atomic(path) as tmp:
         image.save(tmp, format=_FORMATS.get(path.suffix.lower(), "PNG"), **options)
 
-
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP"}
 
 
 def setup_cli() -> None:

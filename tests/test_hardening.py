@@ -30,7 +30,7 @@ def test_a_second_run_and_a_resume_of_a_live_run_are_refused(tmp_path):
     run_dir = tmp_path / "run"
     first = start([*LONG_TOY, "trainer.ckpt_every=100", f"hydra.run.dir={run_dir}"], tmp_path)
     try:
-        wait_for(lambda: (run_dir / "checkpoints" / "last.pt").exists())
+        wait_for(lambda: (run_dir / "checkpoints" / "last.pt").exists(), timeout=600)  # a loaded machine may be slow
         info = json.loads((run_dir / lock.NAME).read_text())
         assert info["pid"] == first.pid and info["host"] == socket.gethostname()
         config = (run_dir / ".hydra" / "config.yaml").read_text()
@@ -257,7 +257,8 @@ def test_refused_commands_leave_no_run_folder(tmp_path):
     ("gan-train", ["model=wgan-gp"], "unknown model 'wgan-gp' (did you mean wgan_gp?)"),
     ("gan-eval", ["ckpt=x", "num_sample=10"], "no option num_sample (did you mean num_samples?)"),
     ("gan-sample", ["ckpt=x", "mdoe=grid"], "no option mdoe (did you mean mode?)"),
-    ("gan-train", ["-m", "hydra/launcher=rq", "seed=1,2"], "needs Hydra's hydra-rq-launcher plugin, which is not installed"),
+    ("gan-train", ["-m", "hydra/launcher=rq", "seed=1,2"],
+     "needs Hydra's hydra-rq-launcher plugin, which is not installed"),
 ])
 def test_near_misses_are_named_and_missing_plugins_are_one_line(tool_name, args, message, tmp_path):
     result = tool(tool_name, *args, cwd=tmp_path)

@@ -198,6 +198,11 @@ LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "r
 TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl", "balanced_hq")
 
 
+def direction(metric: str) -> str:
+    """"minimize" or "maximize": how a search or a sweep's ranking should move the metric (unknown: minimize)."""
+    return "minimize" if LOWER_IS_BETTER.get(metric, True) else "maximize"
+
+
 def equal_sizes(real, fake, seed: int):
     """Precision and recall compare k-NN balls whose radii shrink as a set grows: both sides are cut to
     the size of the smaller one (a random subset seeded by `seed`), as Kynkaanniemi et al. measure them."""
