@@ -48,14 +48,14 @@ def finished_trials(search: Path) -> list:
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
-def final_run(name, overrides, seed, steps, work, env) -> dict:
-    run_dir = work / f"{name}-seed{seed}"
+def final_run(folder, overrides, seed, steps, work, env) -> dict:
+    run_dir = work / f"{folder}-seed{seed}"
     if not (run_dir / "metrics.json").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
         gan_train([*BASE, *overrides, f"seed={seed}", f"trainer.steps={steps}", f"trainer.sample_every={steps}",
                    f"hydra.run.dir={run_dir}"], work, env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"name": name, "seed": seed, "objective": metrics["objective"]["value"], **metrics["modes"]}
+    return {"name": "preset" if folder == "preset" else "found", "seed": seed, "objective": metrics["objective"]["value"], **metrics["modes"]}
 
 
 def main():
@@ -80,7 +80,8 @@ def main():
     best = {"best_value": best_trial.value}
     found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
-    jobs = [("found", found, s) for s in (0, 1, 2)] + [("preset", [], s) for s in (0, 1, 2)]
+    # the found setting's runs are named by its trial, so a study that finds a new best never reuses old runs
+    jobs = [(f"trial{best_trial.number}", found, s) for s in (0, 1, 2)] + [("preset", [], s) for s in (0, 1, 2)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(lambda j: final_run(*j, args.steps, args.work, env), jobs))
 
@@ -90,8 +91,8 @@ def main():
 
     lines = ["# An Optuna search against the preset: model=gan on the toy2d grid", "",
              f"Machine: {machine('cpu')}; one thread a run, two runs at a time.", "",
-             f"Search: {args.trials} trials of {args.trial_steps} steps (TPE, seed 0); best trial "
-             f"hq_percent {best['best_value']:.2f}: `{' '.join(found)}`.", "",
+             f"Search: {args.trials} trials of {args.trial_steps} steps (TPE, seed 0); best: trial {best_trial.number}, "
+             f"balanced_hq {best['best_value']:.2f}: `{' '.join(found)}`.", "",
              f"Then {args.steps} steps on seeds 0, 1, 2 each (objective: hq_percent of 2,000 samples; modes, "
              "high quality % and reverse KL of the run's 2,560 fixed-z samples):", "",
              "| setting | objective hq % | modes | high quality % | reverse KL | hq % per seed |",
