@@ -59,6 +59,13 @@ def game(c: dict, data, device, num_classes: int | None = None):
         c["generator"]["name"] = "resnet_translation"  # its name in runs made before "resnet" meant the z -> x G
     if not isinstance(name, str) or name not in GAMES:
         raise UserError(f"unknown game '{name}'; choose one of: {', '.join(GAMES)}")
+    if c["discriminator"].get("pack", 1) != 1 and not issubclass(GAMES[name], Adversarial):
+        raise UserError(f"discriminator.pack packs the samples D scores in the z -> x games (adversarial, progan, "
+                        f"stylegan2); game={name} scores images against their inputs: leave pack=1")
+    if getattr(registry.TABLES["loss"].get(c["loss"].get("name")), "needs_real_scores", False) and \
+            not issubclass(GAMES[name], Adversarial):
+        raise UserError(f"loss={c['loss']['name']} compares fake scores with real ones in the z -> x games (adversarial, "
+                        f"progan, stylegan2); game={name} takes minimax, nonsaturating, lsgan, hinge, wgan or wgan_gp")
     t = c["trainer"]
     policy = augment.check(t)
     if policy:
@@ -68,7 +75,8 @@ def game(c: dict, data, device, num_classes: int | None = None):
             raise UserError("trainer.augment transforms images; this data set holds vectors (leave trainer.augment=[])")
         node["augment"] = augment.DiffAugment(policy, t.get("augment_p", 1.0), t.get("augment_target"),
                                               t.get("augment_speed", 100_000), device)
-    if "steps" in inspect.signature(GAMES[name]).parameters:  # a game whose schedule spans the run (progan)
+    if "steps" in inspect.signature(GAMES[name]).parameters or issubclass(GAMES[name], Adversarial):
+        # a game with a schedule that spans the run (progan's growth, a relativistic loss's penalty weights)
         node["steps"] = t["steps"]
     return GAMES[name](generator=c["generator"], discriminator=c["discriminator"], loss=c["loss"],
                        conditioning=c["conditioning"], data=data, device=device, batch_size=t["batch_size"],

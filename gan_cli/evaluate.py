@@ -22,20 +22,21 @@ import gan_cli
 from gan_cli import WRITE_FAILED_EXIT, UserError, WriteFailed, build, runtime, writes
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
-from gan_cli.metrics.backbones import ClassifierBackbone, InceptionBackbone
-from gan_cli.metrics.protocol import (build_data, dataset_node, equal_sizes, extract, labelled_split,  # noqa: F401
-                                      real_features, seeded_order, to_uint8)
+from gan_cli.metrics.backbones import InceptionBackbone, StackedClassifierBackbone
+from gan_cli.metrics.protocol import (build_data, classifier_backbone, dataset_node, equal_sizes,  # noqa: F401
+                                      extract, labelled_split, mode_coverage, real_features, seeded_order, to_uint8)
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
 log = logging.getLogger("gan_cli.evaluate")
 
 METRICS = ("fid", "is", "kid", "pr", "accuracy", "intra_fid", "l1", "psnr", "ssim", "label_preservation",
-           "label_preservation_joint", "probe")
+           "label_preservation_joint", "probe", "modes")
 CLASS_METRICS = ("accuracy", "intra_fid")  # of class-conditional checkpoints, with the classifier backbone
 # of image-to-image checkpoints
 TRANSLATION_METRICS = ("l1", "psnr", "ssim", "label_preservation", "label_preservation_joint")
 DEFAULT_METRICS = ["fid", "is", "kid", "pr"]  # metrics=null: what a z -> image checkpoint or a folder gets
+NUM_SAMPLES, MODE_SAMPLES = 10_000, 26_000  # num_samples=null: PacGAN counts Stacked MNIST's modes over 26,000
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -59,7 +60,9 @@ def parse_args(args) -> dict:
         raise UserError(f"unknown backbone '{options['backbone']}'; choose classifier or inception")
     if bool(options["ckpt"]) == bool(options["fake"]):
         raise UserError("give either ckpt=<checkpoint or run folder> or fake=<folder of images>")
-    positive_int(options, "num_samples", "batch_size", "is_splits", "kid_subsets", "kid_subset_size", "pr_k")
+    positive_int(options, "batch_size", "is_splits", "kid_subsets", "kid_subset_size", "pr_k")
+    if options["num_samples"] is not None:
+        positive_int(options, "num_samples")
     if options["num_real"] is not None and (not isinstance(options["num_real"], int) or options["num_real"] < 2):
         raise UserError(f"num_real must be an integer >= 2 or null, got {options['num_real']!r}")
     if options["resolution"] is not None and (not isinstance(options["resolution"], int)
@@ -172,7 +175,16 @@ def evaluate(options: dict) -> dict:
             from gan_cli.metrics.translation import evaluate_translation
 
             return evaluate_translation(loaded, options, device, result)
-    options["metrics"] = options["metrics"] or list(DEFAULT_METRICS)
+    counts_modes = bool(options["ckpt"]) and getattr(data, "mode_classes", 0) or \
+        options["real"] == "stacked_mnist"
+    options["metrics"] = options["metrics"] or [*DEFAULT_METRICS, *(["modes"] if counts_modes else [])]
+    if options["num_samples"] is None:
+        options["num_samples"] = MODE_SAMPLES if "modes" in options["metrics"] else NUM_SAMPLES
+    toy = bool(options["ckpt"]) and len(data.shape) == 1  # toy2d: the mode metrics, whatever is asked
+    if "modes" in options["metrics"] and not (counts_modes or toy):
+        raise UserError("metrics=[modes] counts the 1,000 modes of Stacked MNIST: give a checkpoint trained on "
+                        "dataset=stacked_mnist, or fake=<folder> real=stacked_mnist (toy2d checkpoints get their modes "
+                        "by default)")
     wrong = [m for m in options["metrics"] if m in TRANSLATION_METRICS]
     if wrong:
         raise UserError(f"metrics {', '.join(wrong)} score image-to-image checkpoints (pix2pix, cyclegan)")
@@ -233,23 +245,35 @@ def evaluate(options: dict) -> dict:
                                  f"centre-cropped to {shape[1]}x{shape[2]} ({how})", "num_fake": num_fake,
                          "resolution": f"{shape[1]}x{shape[2]}, {how}"})
 
-    if class_metrics and options["backbone"] != "classifier":
-        raise UserError(f"metrics {', '.join(class_metrics)} need backbone=classifier (it knows the data set's classes)")
+    needs_labels = class_metrics + [m for m in options["metrics"] if m == "modes"]
+    if needs_labels and options["backbone"] != "classifier":
+        raise UserError(f"metrics {', '.join(needs_labels)} need backbone=classifier (it knows the data set's classes)")
     if options["backbone"] == "inception":
         backbone = InceptionBackbone(device, options["inception_weights"])
     else:
-        backbone = ClassifierBackbone(labelled_split(node), device, options["cache_dir"], options["progress"])
+        backbone = classifier_backbone(node, device, options["cache_dir"], options["progress"])
         result["classifier_test_accuracy"] = backbone.accuracy
     protocol.update(backbone.protocol)
 
-    real = real_features(backbone, node, options, shape)
-    check_count(options, int(real["count"]), f"the number of real images ({real['name']})", real=True)
-    protocol.update({"real": f"{real['name']} ({json.dumps(node, sort_keys=True)})", "num_real": int(real["count"]),
-                     "image_shape": list(shape)})
+    real = None
+    if set(options["metrics"]) != {"modes"}:  # counting modes alone compares with no real image
+        real = real_features(backbone, node, options, shape)
+        check_count(options, int(real["count"]), f"the number of real images ({real['name']})", real=True)
+        protocol.update({"real": f"{real['name']} ({json.dumps(node, sort_keys=True)})",
+                         "num_real": int(real["count"])})
+    protocol["image_shape"] = list(shape)
     fake_f, fake_p = extract(backbone, fake, num_fake, "fake images", options["progress"])
     protocol["num_fake"] = len(fake_f)
 
     m = result["metrics"]
+    if "modes" in options["metrics"]:
+        if not isinstance(backbone, StackedClassifierBackbone):  # fake= with a real side of other data
+            raise UserError("metrics=[modes] reads Stacked MNIST's digits: give real=stacked_mnist")
+        m.update(mode_coverage(fake_p.argmax(1), fake_p.shape[1]))
+        m["modes_total"] = fake_p.shape[1]
+        protocol["modes"] = (f"each channel of {len(fake_p)} samples labelled by the digit classifier (test accuracy "
+                             f"{100 * backbone.accuracy:.2f}%); modes: triples with at least one sample; reverse KL: "
+                             "KL(p || uniform) of the triples' histogram (PacGAN's definition)")
     if "fid" in options["metrics"]:
         mu, sigma = scores.gaussian(fake_f.astype(np.float64))
         m["fid"] = scores.frechet_distance(mu, sigma, real["mu"], real["sigma"])
@@ -335,7 +359,7 @@ def table(result: dict) -> str:
     for key, label in names.items():
         if key not in m:
             continue
-        value = f"{m[key]:.4f}" if key != "modes" else str(m[key])
+        value = f"{m[key]:.4f}" if key != "modes" else f"{m[key]}" + (f" of {m['modes_total']}" if "modes_total" in m else "")
         std_key = key.replace("_mean", "_std")
         if std_key != key and std_key in m:
             value += f" ± {m[std_key]:.4f}"

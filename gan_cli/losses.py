@@ -9,6 +9,7 @@ Every loss takes `r1_gamma`: the R1 penalty (gamma / 2) E||grad D(real)||^2 of M
 """
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from gan_cli import UserError
 
 
 def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """||dD(x)/dx||_2 per item, in float32 whatever precision the caller runs in.
+    """||dD(x)/dx||_2 per input of D, in float32 whatever precision the caller runs in: per item, or per
+    group of m items for a D that packs m samples (discriminator.pack).
 
     Autocast is switched off around D, its backward pass and the norm: a penalty taken through half-precision
     activations loses the small gradients it is meant to measure.
@@ -27,7 +29,7 @@ def input_gradient_norm(D, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
     with torch.autocast(device_type=x.device.type, enabled=False):
         scores = D(x)
         (grad,) = torch.autograd.grad(scores.float().sum(), x, create_graph=create_graph)
-        return grad.flatten(1).norm(dim=1)
+        return grad.reshape(len(scores), -1).norm(dim=1)
 
 
 def _in_float32(method):
@@ -42,6 +44,7 @@ class GANLoss:
     """Base of every objective: `d_loss` and `g_loss` are minimised by D and G."""
 
     critic = False  # True where D's scores estimate a distance (WGAN): the loop then logs the estimate
+    needs_real_scores = False  # True where g_loss(fake_scores, real_scores) compares with D's real scores
 
     def __init_subclass__(cls, **kwargs):
         """Every objective takes its scores in float32: under bf16 / fp16 autocast D's scores come out in half
@@ -182,9 +185,77 @@ class WassersteinGP(Wasserstein):
 
     def penalty(self, D, real, fake):
         r1 = super().penalty(D, real, fake)
-        # One eps per item, broadcast over every other dimension: works for images and points alike.
-        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=torch.float32)
+        # One eps per input of D (per item, or per packed group of items), broadcast over every other
+        # dimension: works for images and points alike.
+        pack = getattr(D, "pack", 1)
+        eps = torch.rand(real.shape[0] // pack, *([1] * (real.dim() - 1)), device=real.device, dtype=torch.float32)
+        eps = eps.repeat_interleave(pack, dim=0) if pack > 1 else eps
         x_hat = torch.lerp(fake.detach().float(), real.detach().float(), eps)
         gp = self.gp_weight * (input_gradient_norm(D, x_hat, create_graph=True) - 1).square().mean()
         self.last["penalty/gradient"] = gp.detach()
         return gp if r1 is None else gp + r1
+
+
+class Relativistic(GANLoss):
+    """The relativistic pairing GAN (RSGAN, Jolicoeur-Martineau 2019; RpGAN in Huang et al. 2024): D judges
+    how much more real a real sample looks than a fake one, item i of the real batch against item i of the
+    fakes: D minimises E[softplus(-(D(x) - D(G(z))))], G minimises E[softplus(-(D(G(z)) - D(x)))].
+
+    Zero-centred gradient penalties on both sides, as R3GAN trains: R1 = r1_gamma / 2 E||grad D(x)||^2 on real
+    data and R2 = r2_gamma / 2 E||grad D(G(z))||^2 on the fakes. With gamma_end_factor < 1 both weights fall
+    from their start values on a half cosine to gamma_end_factor times them at the run's last step.
+    """
+
+    needs_real_scores = True  # G's loss compares its fakes' scores with the real ones'
+
+    def __init__(self, r1_gamma: float = 0.0, r2_gamma: float = 0.0, gamma_end_factor: float = 1.0):
+        super().__init__(r1_gamma)
+        if not isinstance(r2_gamma, (int, float)) or isinstance(r2_gamma, bool) or r2_gamma < 0:
+            raise UserError(f"loss r2_gamma must be >= 0, got {r2_gamma!r}")
+        if not isinstance(gamma_end_factor, (int, float)) or isinstance(gamma_end_factor, bool) or \
+                not 0 <= gamma_end_factor <= 1:
+            raise UserError(f"loss gamma_end_factor must be in [0, 1] (1 = constant weights), got {gamma_end_factor!r}")
+        self.r2_gamma, self.gamma_end_factor = float(r2_gamma), float(gamma_end_factor)
+        self.scale = 1.0  # the schedule's factor at the current step
+
+    @property
+    def has_penalty(self):
+        return self.r1_gamma > 0 or self.r2_gamma > 0
+
+    def at_step(self, step: int, total: int | None) -> None:
+        """Set the penalties' weights for a 1-based step of a run of `total` steps (the cosine schedule)."""
+        if self.gamma_end_factor == 1 or not total:
+            self.scale = 1.0
+            return
+        progress = min(max(step - 1, 0) / max(total - 1, 1), 1.0)
+        self.scale = self.gamma_end_factor + (1 - self.gamma_end_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def d_loss(self, real_scores, fake_scores):
+        return F.softplus(fake_scores - real_scores).mean()
+
+    def g_loss(self, fake_scores, real_scores):
+        return F.softplus(real_scores - fake_scores).mean()
+
+    def penalty(self, D, real, fake):
+        terms = []
+        for name, gamma, x in (("r1", self.r1_gamma, real), ("r2", self.r2_gamma, fake)):
+            if gamma:
+                value = self.scale * gamma / 2 * input_gradient_norm(D, x, create_graph=True).square().mean()
+                self.last[f"penalty/{name}"] = value.detach()
+                terms.append(value)
+        if self.gamma_end_factor != 1:
+            self.last["penalty/gamma_scale"] = torch.tensor(self.scale)
+        return sum(terms) if terms else None
+
+
+class RelativisticAverage(Relativistic):
+    """The relativistic average GAN (RaGAN, Jolicoeur-Martineau 2019): each sample is judged against the mean
+    score of the other side's batch. D minimises E[softplus(-(D(x) - mean D(G(z))))] +
+    E[softplus(D(G(z)) - mean D(x))]; G the same with the roles of real and fake swapped. Penalties as
+    Relativistic's."""
+
+    def d_loss(self, real_scores, fake_scores):
+        return F.softplus(fake_scores.mean() - real_scores).mean() + F.softplus(fake_scores - real_scores.mean()).mean()
+
+    def g_loss(self, fake_scores, real_scores):
+        return F.softplus(real_scores.mean() - fake_scores).mean() + F.softplus(real_scores - fake_scores.mean()).mean()

@@ -12,9 +12,10 @@ import math
 import torch
 
 from gan_cli import UserError, conditioning, losses
-from gan_cli.data import folder, images, superres as superres_data, toy2d
+from gan_cli.data import folder, images, stacked, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
 from gan_cli.models import dcgan, mlp, progan, resnet, stylegan2, superres, translation
+from gan_cli.models.pack import Packed, check_pack, packed_shape
 
 
 def adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
@@ -39,6 +40,7 @@ DATASETS = {
     "toy2d": toy2d.toy2d,
     "mnist": images.mnist,
     "fashion_mnist": images.fashion_mnist,
+    "stacked_mnist": stacked.stacked_mnist,
     "cifar10": images.cifar10,
     "celeba": images.celeba,
     "folder": folder.folder,
@@ -72,6 +74,8 @@ LOSSES = {
     "hinge": losses.Hinge,
     "wgan": losses.Wasserstein,
     "wgan_gp": losses.WassersteinGP,
+    "relativistic": losses.Relativistic,
+    "relativistic_average": losses.RelativisticAverage,
 }
 OPTIMIZERS = {"adam": adam, "rmsprop": rmsprop, "sgd": sgd}
 CONDITIONINGS = {
@@ -95,7 +99,8 @@ TABLES = {
 def options(group: str, name: str) -> list[str]:
     """The keyword options a config node of this group and name may set."""
     params = inspect.signature(TABLES[group][name]).parameters.values()
-    return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "params", "shape")]
+    own = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "params", "shape")]
+    return own + ["pack"] if group == "discriminator" else own  # every D can be packed (gan_cli/models/pack.py)
 
 
 def build(group: str, node: dict, **runtime):
@@ -118,8 +123,12 @@ def build(group: str, node: dict, **runtime):
             raise UserError(f"{group}.{key} must be a finite number, got {value}")
         if isinstance(defaults.get(key), bool) and not isinstance(value, bool):  # download=-1 is no yes
             raise UserError(f"{group}.{key} must be true or false, got {value!r}")
+    pack = check_pack(kwargs.pop("pack", 1)) if group == "discriminator" else 1
+    if pack > 1:
+        runtime["shape"] = packed_shape(runtime["shape"], pack)
     try:
-        return table[name](**kwargs, **runtime)
+        built = table[name](**kwargs, **runtime)
+        return Packed(built, pack) if pack > 1 else built
     except (ValueError, OverflowError) as e:  # torch's own checks, e.g. "Invalid learning rate: -1"
         raise UserError(f"{group} '{name}': {e}") from None
     except TypeError as e:  # an option of the wrong type, e.g. betas=3

@@ -48,9 +48,13 @@ def _has_key(plain: dict, key: str) -> bool:
     return True
 
 
+# trainer.objective=auto where it is not the classifier FID: the data sets whose modes are counted
+AUTO_OBJECTIVES = {"toy2d": "balanced_hq", "stacked_mnist": "reverse_kl"}
+
+
 def auto_objective(cfg) -> str:
     """trainer.objective=auto for this config's data set (what train.objective_metric picks for z -> x runs)."""
-    return "balanced_hq" if OmegaConf.select(cfg, "dataset.name") == "toy2d" else "fid"
+    return AUTO_OBJECTIVES.get(OmegaConf.select(cfg, "dataset.name"), "fid")
 
 
 def objective_of(cfg) -> str | None:

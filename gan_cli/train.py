@@ -690,13 +690,15 @@ def objective_metric(c: dict, data, game) -> str | None:
     toy = len(data.shape) == 1
     scorable = not (hasattr(game, "upscale") or hasattr(game, "translate")) and (toy or data.num_classes > 0)
     if name == "auto":
-        return ("balanced_hq" if toy else "fid") if scorable else None
+        from gan_cli.search import AUTO_OBJECTIVES
+
+        return AUTO_OBJECTIVES.get(data.name, "balanced_hq" if toy else "fid") if scorable else None
     if not scorable:
         raise UserError(f"trainer.objective={name} cannot be measured on this run ({game.name} on {data.name}); "
                         "use trainer.objective=none and score it with gan-eval")
-    from gan_cli.metrics.protocol import TOY2D_METRICS
+    from gan_cli.metrics.protocol import allowed_metrics
 
-    allowed = TOY2D_METRICS if toy else tuple(m for m in EVAL_METRICS if m not in TOY2D_METRICS)
+    allowed = allowed_metrics(data)
     if name not in allowed:
         raise UserError(f"trainer.objective={name} does not apply to {data.name}; choose one of: "
                         f"{', '.join(allowed)}, auto or none")

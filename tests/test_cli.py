@@ -32,14 +32,15 @@ def test_help_lists_the_groups_and_their_options(tmp_path):
     groups = ("model: acgan, cgan, cyclegan, [dcgan], gan, infogan, lsgan, pix2pix, progan, sngan, sngan_projection, "
               "sngan_projection_resnet, sngan_resnet, srgan, srresnet, stylegan2, wgan, wgan_gp, wgan_gp_resnet",
               "conditioning: acgan, cgan, [none], infogan, projection".replace("[none], infogan", "infogan, [none]"),
-              "loss: hinge, lsgan, minimax, [nonsaturating], wgan, wgan_gp")
+              "loss: hinge, lsgan, minimax, [nonsaturating], relativistic, relativistic_average, wgan, wgan_gp")
     for text in ("gan-train", "dataset: ", *groups, "trainer:", "resume="):
         assert text in result.stdout, text
     # Every key with its default and comment, file by file; the choices of the command decide which files.
     assert "  batch_size: 64               # images per D or G update" in result.stdout
     assert "# ---- loss=nonsaturating (conf/loss/nonsaturating.yaml) ----" in result.stdout
     short = run("-h", "model=wgan_gp", cwd=tmp_path)
-    assert short.returncode == 0 and "loss: hinge, lsgan, minimax, nonsaturating, wgan, [wgan_gp]" in short.stdout
+    assert short.returncode == 0
+    assert "loss: hinge, lsgan, minimax, nonsaturating, relativistic, relativistic_average, wgan, [wgan_gp]" in short.stdout
     assert "# ---- model=wgan_gp (conf/model/wgan_gp.yaml) ----" in short.stdout
     assert not (tmp_path / "outputs").exists()
 

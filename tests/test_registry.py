@@ -14,7 +14,7 @@ def test_build_passes_options_and_runtime_facts():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UserError) as err:
         registry.build("loss", {"name": "hinj"})
-    choices = "minimax, nonsaturating, lsgan, hinge, wgan, wgan_gp"
+    choices = "minimax, nonsaturating, lsgan, hinge, wgan, wgan_gp, relativistic, relativistic_average"
     assert str(err.value) == f"unknown loss 'hinj'; choose one of: {choices}"
 
 

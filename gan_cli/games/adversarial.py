@@ -12,7 +12,7 @@ InfoGAN. Players:
 
 import torch
 
-from gan_cli import latents, losses, plots, registry
+from gan_cli import UserError, latents, losses, plots, registry
 from gan_cli.games.base import Game, Player, standing_statistics
 from gan_cli.metrics import toy2d as toy2d_metrics
 
@@ -23,10 +23,12 @@ class Adversarial(Game):
     name = "adversarial"
 
     def __init__(self, *, generator: dict, discriminator: dict, loss: dict, conditioning: dict, data, device,
-                 batch_size: int, n_critic: int = 1, num_classes: int | None = None, augment=None):
+                 batch_size: int, n_critic: int = 1, num_classes: int | None = None, augment=None,
+                 steps: int | None = None):
         super().__init__()
         self.augment = augment  # a gan_cli.augment.DiffAugment for every image D sees, or None
         self.data, self.device, self.batch_size, self.n_critic = data, device, batch_size, n_critic
+        self.steps = steps  # the run's length, for a loss whose penalty weights follow a schedule
         self.names = {"generator": generator["name"], "discriminator": discriminator["name"], "loss": loss["name"]}
         # What G and D get besides z and x (a label, InfoGAN's codes, or nothing), and how they take it.
         self.cond = registry.build("conditioning", conditioning)
@@ -34,6 +36,13 @@ class Adversarial(Game):
         G = registry.build("generator", generator, shape=data.shape, **self.cond.g_kwargs()).to(device)
         D = registry.build("discriminator", discriminator, shape=data.shape, **self.cond.d_kwargs()).to(device)
         self.nets = {"G": G, "D": D}
+        pack = getattr(D, "pack", 1)
+        if pack > 1 and self.cond.name != "none":
+            raise UserError(f"discriminator.pack={pack} scores {pack} samples as one, and a {self.cond.name} D "
+                            "scores each sample with its own label or code: pack unconditional GANs (conditioning=none)")
+        if batch_size % pack:
+            raise UserError(f"discriminator.pack={pack} needs trainer.batch_size to be a multiple of {pack}, "
+                            f"got {batch_size}")
         self.objective = registry.build("loss", loss)
         self.reuse_fakes = n_critic == 1
         self._fakes = None  # (fake, condition) of the last D update, for G's update when reused
@@ -82,6 +91,8 @@ class Adversarial(Game):
         real, labels = batch
         cond, objective = self.cond, self.objective
         if player.name == "D":
+            if hasattr(objective, "at_step"):
+                objective.at_step(step, self.steps)
             # Only a fake that G's update reuses keeps its graph through G.
             fake, c = self._generate(nets["G"], labels, grad=self.reuse_fakes)
             self._fakes = (fake, c) if self.reuse_fakes else None
@@ -111,7 +122,12 @@ class Adversarial(Game):
         fake, c = self._fakes if self._fakes is not None else self._generate(nets["G"], labels, grad=True)
         self._fakes = None
         scores, head = cond.run_d(nets["D"], self._seen(fake), c)
-        loss = objective.g_loss(scores)
+        if objective.needs_real_scores:  # relativistic: the fakes' scores against the real batch's
+            with torch.no_grad():
+                real_scores, _ = cond.run_d(nets["D"], self._seen(real), labels)
+            loss = objective.g_loss(scores, real_scores)
+        else:
+            loss = objective.g_loss(scores)
         extra = cond.g_loss(head, c)
         if extra is not None:
             loss = loss + extra
@@ -122,11 +138,15 @@ class Adversarial(Game):
             self.objective.after_d_step(nets.plain("D"))
 
     def state_dict(self):
-        return {"augment": self.augment.state_dict()} if self.augment is not None else {}
+        state = {"augment": self.augment.state_dict()} if self.augment is not None else {}
+        if hasattr(self.objective, "at_step"):  # a resumed run keeps the penalty schedule it started with
+            state["horizon"] = self.steps
+        return state
 
     def load_state_dict(self, state):
         if self.augment is not None and "augment" in state:
             self.augment.load_state_dict(state["augment"])
+        self.steps = state.get("horizon", self.steps)
 
     def diagnostics(self, nets, batch):
         real, labels = batch

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from gan_cli import UserError
 from gan_cli.games.adversarial import Adversarial
+from gan_cli.models.pack import unpacked
 from gan_cli.models.progan import Growing
 
 
@@ -31,9 +32,9 @@ class ProGAN(Adversarial):
         if len(kwargs["data"].shape) != 3:
             raise UserError("game=progan grows images from 4x4 up; this data set holds points (use model=gan, "
                             "wgan, ... on toy2d)")
-        super().__init__(**kwargs)
+        super().__init__(steps=steps, **kwargs)
         G, D = self.nets["G"], self.nets["D"]
-        if not (isinstance(G, Growing) and isinstance(D, Growing)):
+        if not (isinstance(G, Growing) and isinstance(unpacked(D), Growing)):
             raise UserError("game=progan grows its nets level by level: use generator=progan discriminator=progan "
                             "(or model=progan)")
         if self.cond.name != "none":
@@ -50,6 +51,10 @@ class ProGAN(Adversarial):
                                               for b in batch_sizes):
             raise UserError(f"game.batch_sizes needs {levels} batch sizes (4x4 up to {4 * 2 ** self.last}), each "
                             f"from 1 to trainer.batch_size ({self.batch_size}), got {batch_sizes}")
+        pack = getattr(D, "pack", 1)
+        if any(b % pack for b in batch_sizes):
+            raise UserError(f"discriminator.pack={pack} needs every batch size of game.batch_sizes to be a multiple "
+                            f"of {pack}, got {batch_sizes}")
         if level_images is not None and (not isinstance(level_images, int) or level_images < 1):
             raise UserError(f"game.level_images must be a positive number of images or null, got {level_images!r}")
         self.batch_sizes, self.level_images, self.horizon = batch_sizes, level_images, steps

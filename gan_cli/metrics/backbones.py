@@ -251,3 +251,30 @@ class ClassifierBackbone:
         with ieee_float32(self.device):
             features, logits = self.net(classifier_input(images.to(self.device)))
         return features.double().cpu().numpy(), F.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+class StackedClassifierBackbone:
+    """The backbone of Stacked MNIST: a classifier of single MNIST digits (ClassifierBackbone, trained on the
+    digits the stacks are drawn from) reads each of the three channels. Its features are the three channels'
+    features side by side (384); its class probabilities, over the 1,000 digit triples, are the products of
+    the channels' probabilities (so the most likely triple is the three most likely digits)."""
+
+    name = "classifier"
+
+    def __init__(self, labelled, device, cache=None, progress=True):
+        self.digit = ClassifierBackbone(labelled, device, cache, progress)
+        self.device, self.accuracy = device, self.digit.accuracy
+        self.key = f"stacked-{self.digit.key}"
+        self.protocol = {**self.digit.protocol, "backbone": "classifier (per channel)",
+                         "features": "each channel read by the digit classifier: 3 x 128 penultimate features; "
+                                     "class probabilities over the 1,000 triples, the product of the channels'"}
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor):
+        if images.shape[1] != 3:
+            raise ValueError(f"Stacked MNIST images have 3 channels, got {images.shape[1]}")
+        parts = [self.digit.features(images[:, c:c + 1]) for c in range(3)]
+        features = np.concatenate([f for f, _ in parts], axis=1)
+        p = [probs for _, probs in parts]
+        joint = p[0][:, :, None, None] * p[1][:, None, :, None] * p[2][:, None, None, :]
+        return features, joint.reshape(len(images), -1)

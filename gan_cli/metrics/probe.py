@@ -37,8 +37,12 @@ POOLED = 4  # each layer's output is max-pooled to POOLED x POOLED positions
 def probe_layers(D: nn.Module) -> list[nn.Module]:
     """The modules whose outputs are D's features: the activation after each conv (or linear) layer of a
     dcgan or mlp D, each residual block of a resnet D; the scoring layer is never one of them."""
+    from gan_cli.models.pack import Packed
     from gan_cli.models.resnet import DBlock
 
+    if isinstance(D, Packed):
+        raise UserError(f"this D scores {D.pack} samples at once (discriminator.pack={D.pack}): its features describe "
+                        "a pack, not one image, and no probe or inversion reads them")
     if hasattr(D, "body"):
         layers = [m for m in D.body if isinstance(m, DBlock)]
     elif hasattr(D, "net"):

@@ -20,7 +20,7 @@ from gan_cli.data.folder import scan
 from gan_cli.data.images import idx_files
 from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
-from gan_cli.metrics.backbones import ClassifierBackbone
+from gan_cli.metrics.backbones import ClassifierBackbone, StackedClassifierBackbone
 from gan_cli.options import defaults as conf_defaults
 from gan_cli.runtime import cache_dir
 
@@ -114,6 +114,46 @@ def labelled_split(node: dict, seed=0):
             f"{description}: 90% of the images, 10% held out")
 
 
+def digit_split(node: dict, seed=0):
+    """The single digits a Stacked MNIST set is drawn from (its split, at its resolution): 90 % to train the
+    digit classifier on, a seeded 10 % held out."""
+    from gan_cli.data.stacked import digits_of
+
+    images, labels = digits_of(node.get("root", "data"), node.get("split", "train"), node.get("resolution", 32),
+                               node.get("download", False))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    cut = max(1, len(order) // 10)
+    test, train = order[:cut], order[cut:]
+    description = (f"MNIST {node.get('split', 'train')} digits at {images.shape[-1]}x{images.shape[-1]} (the digits "
+                   f"of {node['name']}; content {content_key({**node, 'name': 'mnist'})}): 90% of them, 10% held out")
+    return images[train], labels[train], images[test], labels[test], description
+
+
+def classifier_backbone(node: dict, device, cache=None, progress=True):
+    """The classifier backbone of a data set: one trained on its labels, or for Stacked MNIST a digit
+    classifier read channel by channel."""
+    if node["name"] == "stacked_mnist":
+        return StackedClassifierBackbone(digit_split(node), device, cache, progress)
+    return ClassifierBackbone(labelled_split(node), device, cache, progress)
+
+
+def mode_coverage(labels, modes: int) -> dict:
+    """{"modes": how many of the `modes` classes at least one sample is labelled with, "reverse_kl":
+    KL(p || uniform) of the samples' class histogram p}, as PacGAN counts Stacked MNIST's 1,000 modes."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=modes).astype(np.float64)
+    if len(counts) != modes or not counts.sum():
+        raise ValueError(f"labels must lie in [0, {modes}) and there must be some, got {len(counts)} classes")
+    p = counts[counts > 0] / counts.sum()
+    return {"modes": int((counts > 0).sum()), "reverse_kl": max(float((p * np.log(p * modes)).sum()), 0.0)}
+
+
+def allowed_metrics(data) -> tuple:
+    """The metrics trainer.eval_metric and trainer.objective may name on this data."""
+    if len(data.shape) == 1:
+        return TOY2D_METRICS
+    return IMAGE_METRICS + (MODE_METRICS if getattr(data, "mode_classes", 0) else ())
+
+
 def extract(backbone, batches, total, desc, progress):
     """Features and class probabilities of uint8 batches, gathered batch by batch."""
     features, probs = [], []
@@ -196,6 +236,8 @@ def real_features(backbone, node: dict, options: dict, shape) -> dict:
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False,
                    "reverse_kl": True, "hq_percent": False, "modes": False, "balanced_hq": False}
 TOY2D_METRICS = ("modes", "hq_percent", "reverse_kl", "balanced_hq")
+IMAGE_METRICS = ("fid", "kid", "is", "precision", "recall")
+MODE_METRICS = ("modes", "reverse_kl")  # of data with modes to count (Stacked MNIST)
 
 
 def direction(metric: str) -> str:
@@ -227,7 +269,7 @@ class TrainingEvaluator:
             raise UserError(f"trainer.eval_every measures z -> image games; score a {game.name} run's checkpoints "
                             "with gan-eval (L1, PSNR, SSIM, FID, label preservation)")
         toy = len(data.shape) == 1
-        allowed = TOY2D_METRICS if toy else ("fid", "kid", "is", "precision", "recall")
+        allowed = allowed_metrics(data)
         if metric not in allowed:
             raise UserError(f"trainer.eval_metric={metric} does not apply to {data.name}; choose one of: "
                             f"{', '.join(allowed)}")
@@ -238,9 +280,10 @@ class TrainingEvaluator:
         if not toy:
             # Building the classifier draws its initial weights (even when trained ones are then loaded).
             with torch.random.fork_rng(devices=self.rng_devices):
-                self.backbone = ClassifierBackbone(labelled_split(node), device, cache, progress=False)
+                self.backbone = classifier_backbone(node, device, cache, progress=False)
             options = {"num_real": None, "seed": seed, "batch_size": batch_size, "progress": False, "cache_dir": cache}
-            self.real = real_features(self.backbone, node, options, data.shape)
+            if metric in IMAGE_METRICS:  # counting modes needs no real features
+                self.real = real_features(self.backbone, node, options, data.shape)
 
     def better(self, value: float, best: float | None) -> bool:
         return best is None or (value < best if self.lower_is_better else value > best)
@@ -263,6 +306,8 @@ class TrainingEvaluator:
         finally:
             for name, net in nets.items():
                 net.train(modes[name])
+        if self.metric in MODE_METRICS:
+            return float(mode_coverage(probs.argmax(1), self.data.mode_classes)[self.metric])
         if self.metric == "fid":
             return scores.frechet_distance(*scores.gaussian(features.astype(np.float64)), self.real["mu"],
                                            self.real["sigma"])
