@@ -17,7 +17,7 @@ from gan_cli.schedules import LRSchedule
 
 # The config groups a run is composed of; `model` is the preset that picks the others.
 GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "game", "model")
-CONV_NETS = ("dcgan", "resnet")
+CONV_NETS = ("dcgan", "resnet", "r3gan")
 WHO = {"G": "generator", "D": "discriminator"}  # how errors name a net
 
 
@@ -83,7 +83,7 @@ def game(c: dict, data, device, num_classes: int | None = None):
                        n_critic=t["n_critic"], num_classes=num_classes, **node)
 
 
-SCHEDULE_KEYS = ("schedule", "warmup", "decay_start")
+SCHEDULE_KEYS = ("schedule", "warmup", "decay_start", "decay_to", "beta2_end")
 
 
 def optimizers(node: dict, game) -> dict:
@@ -100,9 +100,10 @@ def optimizers(node: dict, game) -> dict:
 
 
 def schedules(node: dict, optimizers: dict, total: int) -> dict:
-    """One learning-rate schedule per optimizer (optimizer.schedule, .warmup, .decay_start)."""
-    kind, warmup, decay_start = (node.get(k, d) for k, d in zip(SCHEDULE_KEYS, ("constant", 0, 0)))
-    return {name: LRSchedule(opt, kind, total, warmup, decay_start) for name, opt in optimizers.items()}
+    """One learning-rate schedule per optimizer (optimizer.schedule, .warmup, .decay_start, .decay_to,
+    .beta2_end)."""
+    values = [node.get(k, d) for k, d in zip(SCHEDULE_KEYS, ("constant", 0, 0, 0.0, None))]
+    return {name: LRSchedule(opt, *values[:1], total, *values[1:]) for name, opt in optimizers.items()}
 
 
 class Loaded(NamedTuple):

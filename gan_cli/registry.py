@@ -14,7 +14,7 @@ import torch
 from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, stacked, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
-from gan_cli.models import dcgan, mlp, progan, resnet, stylegan2, superres, translation
+from gan_cli.models import dcgan, mlp, progan, r3gan, resnet, stylegan2, superres, translation
 from gan_cli.models.pack import Packed, check_pack, packed_shape
 
 
@@ -54,6 +54,7 @@ GENERATORS = {
     "resnet": resnet.ResNetGenerator,
     "progan": progan.ProGANGenerator,
     "stylegan2": stylegan2.StyleGAN2Generator,
+    "r3gan": r3gan.R3GANGenerator,
     "unet": translation.UNetGenerator,
     "resnet_translation": translation.ResnetGenerator,
     "srresnet": superres.SRResNet,
@@ -64,6 +65,7 @@ DISCRIMINATORS = {
     "resnet": resnet.ResNetDiscriminator,
     "progan": progan.ProGANDiscriminator,
     "stylegan2": stylegan2.StyleGAN2Discriminator,
+    "r3gan": r3gan.R3GANDiscriminator,
     "patchgan": translation.PatchDiscriminator,
     "srgan": superres.SRDiscriminator,
 }

@@ -77,6 +77,10 @@ def tiny_config(*overrides):
                 cfg[part].blocks = 2
         if cfg[part].name in ("srresnet", "srgan") and f"{part}.width" not in keys:
             cfg[part].width = 4
+        if cfg[part].name == "r3gan":
+            for key, value in (("width", 8), ("groups", 4), ("blocks", 1)):
+                if f"{part}.{key}" not in keys:
+                    cfg[part][key] = value
         if cfg[part].name == "srgan" and f"{part}.dense" not in keys:
             cfg[part].dense = 8
         elif cfg[part].name == "mlp" and f"{part}.hidden" not in keys:

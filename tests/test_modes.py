@@ -228,17 +228,22 @@ def test_relativistic_losses_refuse_games_without_real_scores_for_g(tmp_path):
 # --- training and scoring -------------------------------------------------------------------------
 
 
+def crashed_and_resumed(tmp_path, keys, steps) -> list[str]:
+    """What differs between a straight run of `steps` steps and one cut short at step 2 (its checkpoint),
+    as a crash would, then resumed to the end."""
+    train(tiny_config(*keys, f"trainer.steps={steps}"), tmp_path / "straight")
+    split = tmp_path / "split"
+    train(tiny_config(*keys, f"trainer.steps={steps}", "trainer.ckpt_every=2"), split)
+    shutil.copy(split / "checkpoints" / "step_0000002.pt", split / "checkpoints" / "last.pt")
+    resume(split, steps)
+    return differences(checkpoint.load(tmp_path / "straight"), checkpoint.load(split))
+
+
 def test_a_packed_relativistic_run_on_stacked_mnist_resumes_exactly(tmp_path, digits_root):
     keys = ("model=dcgan", "dataset=stacked_mnist", f"dataset.root={digits_root}", "dataset.split=test",
             "dataset.stacks=24", "discriminator.pack=2", "loss=relativistic", "loss.r1_gamma=0.1",
             "loss.r2_gamma=0.1", "loss.gamma_end_factor=0.1")
-    train(tiny_config(*keys, "trainer.steps=5"), tmp_path / "straight")
-    # Cut short at step 2 (its checkpoint), as a crash would, and resumed: the next epoch starts at step 4.
-    split = tmp_path / "split"
-    train(tiny_config(*keys, "trainer.steps=5", "trainer.ckpt_every=2"), split)
-    shutil.copy(split / "checkpoints" / "step_0000002.pt", split / "checkpoints" / "last.pt")
-    resume(split, 5)
-    assert differences(checkpoint.load(tmp_path / "straight"), checkpoint.load(split)) == []
+    assert crashed_and_resumed(tmp_path, keys, 5) == []  # the next epoch starts at step 4
 
 
 def test_gan_eval_counts_the_modes_of_a_stacked_mnist_checkpoint(tmp_path, digits_root, shared_cache):
@@ -279,3 +284,75 @@ def test_the_digit_classifier_reads_real_mnist_at_98_percent_or_better(tmp_path)
     node = {"name": "stacked_mnist", "root": str(SHARED_DATA / "mnist-t10k"), "split": "test", "resolution": 32}
     backbone = StackedClassifierBackbone(digit_split(node), CPU, tmp_path, progress=False)
     assert backbone.accuracy >= 0.98
+
+
+# --- R3GAN ----------------------------------------------------------------------------------------
+
+
+def test_a_fresh_r3gan_block_is_the_identity_and_keeps_its_shape():
+    from gan_cli.models.r3gan import Block
+
+    block = Block(16, expansion=2, groups=4, total_blocks=6)
+    x = torch.randn(3, 16, 8, 8)
+    assert torch.equal(block(x), x)
+    assert block.spatial.groups == 4 and block.expand.out_channels == 32 and block.shrink.in_channels == 32
+    # The widening layers are drawn with the leaky ReLU's gain scaled by L^(-1/4) (L = 6 blocks in the net).
+    fan_in = block.spatial.weight[0].numel()
+    expected = math.sqrt(2 / 1.04) * 6 ** -0.25 / math.sqrt(fan_in)
+    assert float(block.spatial.weight.detach().std()) == pytest.approx(expected, rel=0.1)
+    with torch.no_grad():
+        block.shrink.weight.normal_()
+    assert block(x).shape == x.shape and not torch.equal(block(x), x)
+
+
+def test_r3gan_resampling_is_filtered_and_keeps_a_flat_image_flat():
+    from gan_cli.models.r3gan import Downsample, Upsample
+
+    flat = torch.full((1, 2, 8, 8), 3.0)
+    assert torch.allclose(Upsample(2)(flat)[..., 1:-1, 1:-1], torch.full((1, 2, 14, 14), 3.0))
+    assert Upsample(2)(flat).shape == (1, 2, 16, 16)
+    assert torch.allclose(Downsample(2)(flat), torch.full((1, 2, 4, 4), 3.0))
+    # A one-pixel checkerboard (the highest frequency) is filtered out before down-sampling.
+    board = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1
+    assert Downsample(1)(board.view(1, 1, 8, 8))[..., 1:, 1:].abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("side", [16, 32])
+def test_r3gan_nets_at_each_size_with_and_without_labels(side):
+    G = registry.build("generator", {"name": "r3gan", "width": 8, "groups": 4}, shape=(3, side, side))
+    D = registry.build("discriminator", {"name": "r3gan", "width": 8, "groups": 4}, shape=(3, side, side))
+    assert len(G.stages) == len(D.stages) == int(math.log2(side // 4)) + 1
+    x = G(torch.randn(5, 64))
+    assert x.shape == (5, 3, side, side) and D(x).shape == (5,)
+    Gc = registry.build("generator", {"name": "r3gan", "width": 8, "groups": 4}, shape=(1, side, side),
+                        num_classes=10, class_input="cbn")
+    Dc = registry.build("discriminator", {"name": "r3gan", "width": 8, "groups": 4}, shape=(1, side, side),
+                        num_classes=10, class_input="projection")
+    labels = torch.arange(5)
+    assert Dc(Gc(torch.randn(5, 64), labels), labels).shape == (5,)
+    with pytest.raises(UserError) as err:
+        registry.build("discriminator", {"name": "r3gan", "width": 8, "groups": 3}, shape=(1, side, side))
+    assert "must divide" in one_line(err)
+
+
+def test_decay_to_and_beta2_end_follow_the_rate_curve():
+    from gan_cli.schedules import LRSchedule
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4, betas=(0.0, 0.9))
+    schedule = LRSchedule(opt, "cosine", total=11, decay_to=0.25, beta2_end=0.99)
+    seen = []
+    for step in (1, 6, 11):
+        schedule.step(step)
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]))
+    for (lr, betas), step in zip(seen, (1, 6, 11)):
+        decay = 0.5 * (1 + math.cos(math.pi * (step - 1) / 11))  # the cosine's factor, 1 at the first update
+        assert lr == pytest.approx(2e-4 * (0.25 + 0.75 * decay))
+        assert betas == (0.0, pytest.approx(0.9 + 0.09 * (1 - decay)))
+    assert seen[0][0] == pytest.approx(2e-4) and 5e-5 < seen[2][0] < 5.5e-5 and seen[2][1][1] > 0.988
+    with pytest.raises(UserError):
+        LRSchedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), "cosine", 10, beta2_end=0.99)
+
+
+def test_an_r3gan_run_resumes_exactly_through_its_schedules(tmp_path):
+    keys = ("model=r3gan", "dataset=digits", "trainer.log_every=1")
+    assert crashed_and_resumed(tmp_path, keys, 4) == []

@@ -2,6 +2,7 @@
 
 import functools
 import gzip
+import random
 import re
 from pathlib import Path
 
@@ -42,7 +43,12 @@ def digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.lru_cache(maxsize=4)
 def _digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Importing scikit-learn the first time draws from Python's global random stream (rich, which its
+    # progress bars import, seeds an id counter from it): the run's stream is left as the seed made it.
+    state = random.getstate()
     from sklearn.datasets import load_digits
+
+    random.setstate(state)
 
     bunch = load_digits()
     # Pixel values are 0..16.
