@@ -21,6 +21,7 @@ Each section is written by its own script, which can also be run alone (see thei
   probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
                      held-out MNIST digits (real MNIST test images)
   search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
+  stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN, packed, RpGAN + R1 + R2, R3GAN
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
@@ -97,6 +98,9 @@ def sections(quick: bool, out: Path, fresh: bool):
         out / "probe_invert.md"
     search = ["--trials", "2", "--trial-steps", "200", "--steps", "400", "--work", out / "search_work"] if quick else []
     yield "Optuna search", [py, HERE / "search_toy2d.py", *search, "--out", out], out / "search_toy2d.md"
+    stacked = ["--steps", "40", "--seeds", "0", "--samples", "1000", "--eval-samples", "500", "--work",
+               out / "stacked_work"] if quick else []
+    yield "Stacked MNIST", [py, HERE / "stacked_mnist.py", *stacked, "--out", out], out / "stacked_mnist.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:
