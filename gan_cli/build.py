@@ -62,8 +62,9 @@ def game(c: dict, data, device, num_classes: int | None = None):
     if c["discriminator"].get("pack", 1) != 1 and not issubclass(GAMES[name], Adversarial):
         raise UserError(f"discriminator.pack packs the samples D scores in the z -> x games (adversarial, progan, "
                         f"stylegan2); game={name} scores images against their inputs: leave pack=1")
-    if getattr(registry.TABLES["loss"].get(c["loss"].get("name")), "needs_real_scores", False) and \
-            not issubclass(GAMES[name], Adversarial):
+    loss_name = c["loss"].get("name")
+    loss_class = registry.TABLES["loss"].get(loss_name) if isinstance(loss_name, str) else None
+    if getattr(loss_class, "needs_real_scores", False) and not issubclass(GAMES[name], Adversarial):
         raise UserError(f"loss={c['loss']['name']} compares fake scores with real ones in the z -> x games (adversarial, "
                         f"progan, stylegan2); game={name} takes minimax, nonsaturating, lsgan, hinge, wgan or wgan_gp")
     t = c["trainer"]
