@@ -1,11 +1,13 @@
 """Mode coverage on Stacked MNIST (1,000 modes) beside the published rows: DCGAN, DCGAN with PacGAN's packing,
 RpGAN + R1 + R2 on the DCGAN nets, and R3GAN.
 
-    python benchmarks/stacked_mnist.py                                  3 seeds x 4 settings x --steps steps
+    python benchmarks/stacked_mnist.py                      3 seeds x 4 settings, 1,500 CPU seconds of training each
     python benchmarks/stacked_mnist.py --steps 40 --seeds 0 --samples 1000 --out /tmp/smoke   a smoke run
 
 Stacked MNIST is built from the MNIST test images (dataset.split=test; --root, default ../shared/data/mnist-t10k).
-Every run trains --steps steps at batch 64 on one thread (two runs at a time), measuring the modes of
+Every setting gets the same CPU budget (--budget seconds; its steps = budget / its seconds a step, measured
+once by timing 5 and 25 steps of it; --steps N gives every setting N steps instead). A run trains at batch 64
+on one thread (two runs at a time), measuring the modes of
 --eval-samples samples every --steps / 10 steps (trainer.eval_every, for the figure), then `gan-eval
 metrics=[modes] num_samples=--samples` counts its modes and KL(p || uniform) as PacGAN does (26,000 samples).
 A run whose folder holds eval-modes.json is kept, so an interrupted benchmark continues.
@@ -45,21 +47,43 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
+def train_args(name, seed, args, steps, run) -> list:
+    return [BIN / "gan-train", *SETTINGS[name], "dataset=stacked_mnist", f"dataset.root={args.root}",
+            "dataset.split=test", f"seed={seed}", f"trainer.steps={steps}", "trainer.batch_size=64",
+            "trainer.objective=none", "trainer.progress=false", f"hydra.run.dir={run}"]
+
+
+def steps_of(name, args, env) -> int:
+    """--steps, or the steps --budget CPU seconds buy this setting: timed once (5 and 25 steps, the
+    difference over 20, so a run's fixed costs do not count) and kept in the work folder."""
+    if args.steps:
+        return args.steps
+    record = args.work / f"{slug(name)}-seconds-a-step.json"
+    if not record.exists():
+        seconds = {}
+        for steps in (5, 25):
+            run = args.work / f"calibration-{slug(name)}-{steps}"
+            start = time.perf_counter()
+            run_command(*train_args(name, 0, args, steps, run), "trainer.sample_every=0", env=env)
+            seconds[steps] = time.perf_counter() - start
+        record.write_text(json.dumps({"seconds_a_step": max(seconds[25] - seconds[5], 0.01) / 20}))
+    return max(10, int(args.budget / json.loads(record.read_text())["seconds_a_step"]))
+
+
 def one_run(name, seed, args, env) -> dict:
     run = args.work / f"{slug(name)}-seed{seed}"
     report = run / "eval-modes.json"
     if not report.exists():
+        steps = steps_of(name, args, env)
         start = time.perf_counter()
-        run_command(BIN / "gan-train", *SETTINGS[name], "dataset=stacked_mnist", f"dataset.root={args.root}",
-                    "dataset.split=test", f"seed={seed}", f"trainer.steps={args.steps}", "trainer.batch_size=64",
-                    f"trainer.eval_every={max(1, args.steps // 10)}", "trainer.eval_metric=modes",
-                    f"trainer.eval_samples={args.eval_samples}", f"trainer.sample_every={args.steps}",
-                    "trainer.objective=none", "trainer.progress=false", f"hydra.run.dir={run}", env=env)
+        run_command(*train_args(name, seed, args, steps, run), f"trainer.eval_every={max(1, steps // 10)}",
+                    "trainer.eval_metric=modes", f"trainer.eval_samples={args.eval_samples}",
+                    f"trainer.sample_every={steps}", env=env)
         seconds = time.perf_counter() - start
         run_command(BIN / "gan-eval", f"ckpt={run}", "metrics=[modes]", f"num_samples={args.samples}",
                     f"out={report}", "progress=false", env=env)
         data = json.loads(report.read_text())
-        data["train_seconds"] = seconds
+        data["train_seconds"], data["steps"] = seconds, steps
         report.write_text(json.dumps(data, indent=1))
     data = json.loads(report.read_text())
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -69,7 +93,8 @@ def one_run(name, seed, args, env) -> dict:
     curve = [(e.step, e.value) for e in events.Scalars("eval/modes")] if "eval/modes" in events.Tags()["scalars"] \
         else []
     return {"name": name, "seed": seed, "modes": data["metrics"]["modes"], "kl": data["metrics"]["reverse_kl"],
-            "seconds": data["train_seconds"], "accuracy": data.get("classifier_test_accuracy"), "curve": curve}
+            "seconds": data["train_seconds"], "steps": data["steps"], "accuracy": data.get("classifier_test_accuracy"),
+            "curve": curve}
 
 
 def plot(rows, path: Path, eval_samples: int) -> None:
@@ -98,7 +123,8 @@ def plot(rows, path: Path, eval_samples: int) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--budget", type=float, default=1500, help="CPU seconds of training per run")
+    parser.add_argument("--steps", type=int, default=0, help="steps per run (0: as many as --budget buys)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--samples", type=int, default=26_000, help="samples gan-eval counts the modes of")
@@ -124,15 +150,16 @@ def main():
     for name in args.settings:
         own = [r for r in rows if r["name"] == name]
         measured.append((name, mean_sd([r["modes"] for r in own], 1), mean_sd([r["kl"] for r in own], 3),
-                         ", ".join(f"{r['modes']} / {r['kl']:.3f}" for r in own),
+                         ", ".join(f"{r['modes']} / {r['kl']:.3f}" for r in own), own[0]["steps"],
                          f"{statistics.fmean(r['seconds'] for r in own):.0f}"))
     accuracy = rows[0]["accuracy"]
     lines = ["# Stacked MNIST: modes covered (of 1,000) and KL(p || uniform)", "",
              f"Machine: {machine('cpu')}; one thread a run, two runs at a time. Stacked MNIST from the MNIST test "
-             f"images; {args.steps} steps at batch 64 per run, seeds {', '.join(map(str, args.seeds))}; modes and KL "
+             f"images; {f'{args.steps} steps' if args.steps else f'{args.budget:.0f} CPU seconds of training'} at "
+             f"batch 64 per run, seeds {', '.join(map(str, args.seeds))}; modes and KL "
              f"of {args.samples:,} samples read by the digit classifier (test accuracy "
              f"{100 * accuracy:.2f}% on held-out digits).", "",
-             *table(("setting", "modes", "KL", "per seed (modes / KL)", "train s"), measured), "",
+             *table(("setting", "modes", "KL", "per seed (modes / KL)", "steps", "train s"), measured), "",
              "Published (other nets, 128,000 stacks of the MNIST training images, longer training):", "",
              *table(("setting", "modes", "KL", "source"), PUBLISHED), "",
              "![modes against steps](stacked_mnist.png)"]
