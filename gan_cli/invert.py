@@ -77,6 +77,9 @@ class FeatureLoss:
             from gan_cli.metrics.backbones import ClassifierBackbone
             from gan_cli.metrics.protocol import labelled_split
 
+            if loaded.config["dataset"]["name"] == "stacked_mnist":
+                raise UserError("invert_features=classifier compares one classifier's features, and Stacked MNIST's "
+                                "digits are read channel by channel: use invert_features=d or none")
             self.backbone = ClassifierBackbone(labelled_split(dict(loaded.config["dataset"])), device, cache_dir,
                                                progress)
             self.net = self.backbone.net
