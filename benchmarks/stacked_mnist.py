@@ -17,6 +17,7 @@ Writes <out>/stacked_mnist.md, .json and .png (modes covered against steps, mean
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -63,6 +64,7 @@ def steps_of(name, args, env) -> int:
         seconds = {}
         for steps in (5, 25):
             run = args.work / f"calibration-{slug(name)}-{steps}"
+            shutil.rmtree(run, ignore_errors=True)  # what an interrupted calibration left
             start = time.perf_counter()
             run_command(*train_args(name, 0, args, steps, run), "trainer.sample_every=0", env=env)
             seconds[steps] = time.perf_counter() - start
@@ -75,6 +77,7 @@ def one_run(name, seed, args, env) -> dict:
     report = run / "eval-modes.json"
     if not report.exists():
         steps = steps_of(name, args, env)
+        shutil.rmtree(run, ignore_errors=True)  # what an interrupted run left
         start = time.perf_counter()
         run_command(*train_args(name, seed, args, steps, run), f"trainer.eval_every={max(1, steps // 10)}",
                     "trainer.eval_metric=modes", f"trainer.eval_samples={args.eval_samples}",
