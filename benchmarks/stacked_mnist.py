@@ -72,11 +72,10 @@ def steps_of(name, args, env) -> int:
     return max(10, int(args.budget / json.loads(record.read_text())["seconds_a_step"]))
 
 
-def one_run(name, seed, args, env) -> dict:
+def one_run(name, seed, steps, args, env) -> dict:
     run = args.work / f"{slug(name)}-seed{seed}"
     report = run / "eval-modes.json"
     if not report.exists():
-        steps = steps_of(name, args, env)
         shutil.rmtree(run, ignore_errors=True)  # what an interrupted run left
         start = time.perf_counter()
         run_command(*train_args(name, seed, args, steps, run), f"trainer.eval_every={max(1, steps // 10)}",
@@ -141,7 +140,8 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    jobs = [(name, seed) for name in args.settings for seed in args.seeds]
+    steps = {name: steps_of(name, args, env) for name in args.settings}  # timed one at a time, before the runs
+    jobs = [(name, seed, steps[name]) for name in args.settings for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(lambda job: one_run(*job, args, env), jobs))
 
