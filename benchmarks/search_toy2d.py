@@ -55,7 +55,8 @@ def final_run(folder, overrides, seed, steps, work, env) -> dict:
         gan_train([*BASE, *overrides, f"seed={seed}", f"trainer.steps={steps}", f"trainer.sample_every={steps}",
                    f"hydra.run.dir={run_dir}"], work, env)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"name": "preset" if folder == "preset" else "found", "seed": seed, "objective": metrics["objective"]["value"], **metrics["modes"]}
+    return {"name": "preset" if folder == "preset" else "found", "seed": seed,
+            "objective": metrics["objective"]["value"], **metrics["modes"]}
 
 
 def main():
@@ -91,7 +92,8 @@ def main():
 
     lines = ["# An Optuna search against the preset: model=gan on the toy2d grid", "",
              f"Machine: {machine('cpu')}; one thread a run, two runs at a time.", "",
-             f"Search: {args.trials} trials of {args.trial_steps} steps (TPE, seed 0); best: trial {best_trial.number}, "
+             f"Search: {args.trials} trials of {args.trial_steps} steps (TPE, seed 0); "
+             f"best: trial {best_trial.number}, "
              f"balanced_hq {best['best_value']:.2f}: `{' '.join(found)}`.", "",
              f"Then {args.steps} steps on seeds 0, 1, 2 each (objective: hq_percent of 2,000 samples; modes, "
              "high quality % and reverse KL of the run's 2,560 fixed-z samples):", "",

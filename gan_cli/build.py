@@ -65,7 +65,7 @@ def game(c: dict, data, device, num_classes: int | None = None):
     loss_name = c["loss"].get("name")
     loss_class = registry.TABLES["loss"].get(loss_name) if isinstance(loss_name, str) else None
     if getattr(loss_class, "needs_real_scores", False) and not issubclass(GAMES[name], Adversarial):
-        raise UserError(f"loss={c['loss']['name']} compares fake scores with real ones in the z -> x games (adversarial, "
+        raise UserError(f"loss={loss_name} compares fake scores with real ones in the z -> x games (adversarial, "
                         f"progan, stylegan2); game={name} takes minimax, nonsaturating, lsgan, hinge, wgan or wgan_gp")
     t = c["trainer"]
     policy = augment.check(t)

@@ -175,7 +175,7 @@ def evaluate(options: dict) -> dict:
             from gan_cli.metrics.translation import evaluate_translation
 
             return evaluate_translation(loaded, options, device, result)
-    counts_modes = bool(options["ckpt"]) and getattr(data, "mode_classes", 0) or \
+    counts_modes = (bool(options["ckpt"]) and bool(getattr(data, "mode_classes", 0))) or \
         options["real"] == "stacked_mnist"
     options["metrics"] = options["metrics"] or [*DEFAULT_METRICS, *(["modes"] if counts_modes else [])]
     if options["num_samples"] is None:
@@ -359,7 +359,10 @@ def table(result: dict) -> str:
     for key, label in names.items():
         if key not in m:
             continue
-        value = f"{m[key]:.4f}" if key != "modes" else f"{m[key]}" + (f" of {m['modes_total']}" if "modes_total" in m else "")
+        if key == "modes":  # a count, and of how many where that is known (Stacked MNIST's 1,000)
+            value = f"{m[key]}" + (f" of {m['modes_total']}" if "modes_total" in m else "")
+        else:
+            value = f"{m[key]:.4f}"
         std_key = key.replace("_mean", "_std")
         if std_key != key and std_key in m:
             value += f" ± {m[std_key]:.4f}"

@@ -8,8 +8,8 @@
 
 A linear warm-up over the first `warmup` steps multiplies any of them. `decay_to` > 0 ends the decay at
 that fraction of the base value instead of 0 (R3GAN's rates fall to a quarter), and an Adam optimizer's
-beta2 can follow the same curve, rising from its base value to `beta2_end` as the rate falls. Steps count from 1 (the first
-update); `total` is the step count the run was started with, kept in the checkpoint, so a resumed run
+beta2 can follow the same curve, rising from its base value to `beta2_end` as the rate falls. Steps count
+from 1 (the first update); `total` is the step count the run was started with, kept in the checkpoint, so a resumed run
 follows the same curve even when it is given more steps.
 """
 

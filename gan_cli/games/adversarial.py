@@ -39,7 +39,8 @@ class Adversarial(Game):
         pack = getattr(D, "pack", 1)
         if pack > 1 and self.cond.name != "none":
             raise UserError(f"discriminator.pack={pack} scores {pack} samples as one, and a {self.cond.name} D "
-                            "scores each sample with its own label or code: pack unconditional GANs (conditioning=none)")
+                            "scores each sample with its own label or code: pack unconditional GANs "
+                            "(conditioning=none)")
         if batch_size % pack:
             raise UserError(f"discriminator.pack={pack} needs trainer.batch_size to be a multiple of {pack}, "
                             f"got {batch_size}")
