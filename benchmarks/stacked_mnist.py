@@ -1,16 +1,19 @@
-"""Mode coverage on Stacked MNIST (1,000 modes) beside the published rows: DCGAN, DCGAN with PacGAN's packing,
-RpGAN + R1 + R2 on the DCGAN nets, and R3GAN.
+"""Mode coverage on Stacked MNIST (1,000 modes) beside the published rows: DCGAN, DCGAN with its D at a quarter
+of the width (the setting in which the unrolled-GAN and VEEGAN papers saw DCGAN collapse), DCGAN with PacGAN's
+packing, RpGAN + R1 + R2 on the DCGAN nets, and R3GAN.
 
-    python benchmarks/stacked_mnist.py                      3 seeds x 4 settings, 1,500 CPU seconds of training each
+    python benchmarks/stacked_mnist.py                      3 seeds x 5 settings, 1,500 CPU seconds of training each
     python benchmarks/stacked_mnist.py --steps 40 --seeds 0 --samples 1000 --out /tmp/smoke   a smoke run
 
 Stacked MNIST is built from the MNIST test images (dataset.split=test; --root, default ../shared/data/mnist-t10k).
 Every setting gets the same CPU budget (--budget seconds; its steps = budget / its seconds a step, measured
-once by timing 5 and 25 steps of it; --steps N gives every setting N steps instead). A run trains at batch 64
-on one thread (two runs at a time), measuring the modes of
---eval-samples samples every --steps / 10 steps (trainer.eval_every, for the figure), then `gan-eval
-metrics=[modes] num_samples=--samples` counts its modes and KL(p || uniform) as PacGAN does (26,000 samples).
-A run whose folder holds eval-modes.json is kept, so an interrupted benchmark continues.
+once by timing 5 and 25 steps of it on an otherwise idle machine and kept in <out>/stacked_mnist.calibration.json;
+--steps N gives every setting N steps instead). A run trains at batch 64 on one thread (two runs at a time, seed 0
+of every setting first), measuring the modes of --eval-samples samples every --steps / 10 steps
+(trainer.eval_every, for the figure), then `gan-eval metrics=[modes] num_samples=--samples` counts its modes and
+KL(p || uniform) as PacGAN does (26,000 samples).
+Each finished run is appended to <out>/stacked_mnist.runs.jsonl and the report is rewritten, so the benchmark
+can be stopped at any time and continued later, even from a fresh clone: stored runs of the same steps are kept.
 Writes <out>/stacked_mnist.md, .json and .png (modes covered against steps, mean over seeds).
 """
 
@@ -20,6 +23,7 @@ import os
 import shutil
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +34,7 @@ from common import BIN, machine, run_command, table  # noqa: E402
 HERE = Path(__file__).parent
 SETTINGS = {  # name -> the gan-train overrides beside dataset=stacked_mnist
     "dcgan": ["model=dcgan"],
+    "dcgan, D width 16": ["model=dcgan", "discriminator.width=16"],
     "dcgan, pack=2": ["model=dcgan", "discriminator.pack=2"],
     "RpGAN + R1 + R2, dcgan nets": ["model=dcgan", "loss=relativistic", "loss.r1_gamma=0.05", "loss.r2_gamma=0.05",
                                     "loss.gamma_end_factor=0.1", "optimizer.betas=[0.0,0.9]"],
@@ -56,11 +61,12 @@ def train_args(name, seed, args, steps, run) -> list:
 
 def steps_of(name, args, env) -> int:
     """--steps, or the steps --budget CPU seconds buy this setting: timed once (5 and 25 steps, the
-    difference over 20, so a run's fixed costs do not count) and kept in the work folder."""
+    difference over 20, so a run's fixed costs do not count) and kept beside the results."""
     if args.steps:
         return args.steps
-    record = args.work / f"{slug(name)}-seconds-a-step.json"
-    if not record.exists():
+    record = args.out / "stacked_mnist.calibration.json"
+    seconds_a_step = json.loads(record.read_text()) if record.exists() else {}
+    if name not in seconds_a_step:
         seconds = {}
         for steps in (5, 25):
             run = args.work / f"calibration-{slug(name)}-{steps}"
@@ -68,25 +74,24 @@ def steps_of(name, args, env) -> int:
             start = time.perf_counter()
             run_command(*train_args(name, 0, args, steps, run), "trainer.sample_every=0", env=env)
             seconds[steps] = time.perf_counter() - start
-        record.write_text(json.dumps({"seconds_a_step": max(seconds[25] - seconds[5], 0.01) / 20}))
-    return max(10, int(args.budget / json.loads(record.read_text())["seconds_a_step"]))
+            shutil.rmtree(run, ignore_errors=True)
+        seconds_a_step[name] = max(seconds[25] - seconds[5], 0.01) / 20
+        record.write_text(json.dumps(seconds_a_step, indent=1) + "\n")
+    return max(10, int(args.budget / seconds_a_step[name]))
 
 
 def one_run(name, seed, steps, args, env) -> dict:
-    run = args.work / f"{slug(name)}-seed{seed}"
+    """Trains and counts one run in the work folder (an interrupted run there starts afresh)."""
+    run = args.work / f"{slug(name)}-seed{seed}-{steps}-steps"
     report = run / "eval-modes.json"
-    if not report.exists():
-        shutil.rmtree(run, ignore_errors=True)  # what an interrupted run left
-        start = time.perf_counter()
-        run_command(*train_args(name, seed, args, steps, run), f"trainer.eval_every={max(1, steps // 10)}",
-                    "trainer.eval_metric=modes", f"trainer.eval_samples={args.eval_samples}",
-                    f"trainer.sample_every={steps}", env=env)
-        seconds = time.perf_counter() - start
-        run_command(BIN / "gan-eval", f"ckpt={run}", "metrics=[modes]", f"num_samples={args.samples}",
-                    f"out={report}", "progress=false", env=env)
-        data = json.loads(report.read_text())
-        data["train_seconds"], data["steps"] = seconds, steps
-        report.write_text(json.dumps(data, indent=1))
+    shutil.rmtree(run, ignore_errors=True)
+    start = time.perf_counter()
+    run_command(*train_args(name, seed, args, steps, run), f"trainer.eval_every={max(1, steps // 10)}",
+                "trainer.eval_metric=modes", f"trainer.eval_samples={args.eval_samples}",
+                f"trainer.sample_every={steps}", env=env)
+    seconds = time.perf_counter() - start
+    run_command(BIN / "gan-eval", f"ckpt={run}", "metrics=[modes]", f"num_samples={args.samples}",
+                f"out={report}", "progress=false", env=env)
     data = json.loads(report.read_text())
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -94,8 +99,8 @@ def one_run(name, seed, steps, args, env) -> dict:
     events.Reload()
     curve = [(e.step, e.value) for e in events.Scalars("eval/modes")] if "eval/modes" in events.Tags()["scalars"] \
         else []
-    return {"name": name, "seed": seed, "modes": data["metrics"]["modes"], "kl": data["metrics"]["reverse_kl"],
-            "seconds": data["train_seconds"], "steps": data["steps"], "accuracy": data.get("classifier_test_accuracy"),
+    return {"name": name, "seed": seed, "steps": steps, "modes": data["metrics"]["modes"],
+            "kl": data["metrics"]["reverse_kl"], "seconds": seconds, "accuracy": data.get("classifier_test_accuracy"),
             "curve": curve}
 
 
@@ -141,19 +146,44 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     steps = {name: steps_of(name, args, env) for name in args.settings}  # timed one at a time, before the runs
-    jobs = [(name, seed, steps[name]) for name in args.settings for seed in args.seeds]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        rows = list(pool.map(lambda job: one_run(*job, args, env), jobs))
+    store = args.out / "stacked_mnist.runs.jsonl"
+    stored = [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
+    rows = {(r["name"], r["seed"]): r for r in stored if r["name"] in steps and r["steps"] == steps[r["name"]]
+            and r["seed"] in args.seeds}
+    jobs = [(name, seed, steps[name]) for seed in args.seeds for name in args.settings if (name, seed) not in rows]
+    print(f"{len(rows)} runs stored, {len(jobs)} to train", flush=True)
+    lock = threading.Lock()
 
+    def train(job):
+        row = one_run(*job, args, env)
+        with lock:  # kept as soon as it is counted, and the report redrawn
+            rows[(row["name"], row["seed"])] = row
+            with store.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{row['name']}, seed {row['seed']}: {row['modes']} modes, KL {row['kl']:.3f} "
+                  f"({row['steps']} steps, {row['seconds']:.0f} s)", flush=True)
+            report(list(rows.values()), args, steps)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(train, jobs))
+    if rows:
+        print("\n".join(report(list(rows.values()), args, steps)))
+
+
+def report(rows, args, steps) -> list:
+    """Writes <out>/stacked_mnist.md, .json and .png from the runs counted so far; returns the Markdown lines."""
     def mean_sd(values, digits):
         spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
         return f"{statistics.fmean(values):.{digits}f}{spread}"
 
     measured = []
     for name in args.settings:
-        own = [r for r in rows if r["name"] == name]
+        own = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
+        if not own:
+            measured.append((name, "", "", "not run yet", steps[name], ""))
+            continue
         measured.append((name, mean_sd([r["modes"] for r in own], 1), mean_sd([r["kl"] for r in own], 3),
-                         ", ".join(f"{r['modes']} / {r['kl']:.3f}" for r in own), own[0]["steps"],
+                         ", ".join(f"{r['seed']}: {r['modes']} / {r['kl']:.3f}" for r in own), steps[name],
                          f"{statistics.fmean(r['seconds'] for r in own):.0f}"))
     accuracy = rows[0]["accuracy"]
     lines = ["# Stacked MNIST: modes covered (of 1,000) and KL(p || uniform)", "",
@@ -162,14 +192,14 @@ def main():
              f"batch 64 per run, seeds {', '.join(map(str, args.seeds))}; modes and KL "
              f"of {args.samples:,} samples read by the digit classifier (test accuracy "
              f"{100 * accuracy:.2f}% on held-out digits).", "",
-             *table(("setting", "modes", "KL", "per seed (modes / KL)", "steps", "train s"), measured), "",
+             *table(("setting", "modes", "KL", "per seed (seed: modes / KL)", "steps", "train s"), measured), "",
              "Published (other nets, 128,000 stacks of the MNIST training images, longer training):", "",
              *table(("setting", "modes", "KL", "source"), PUBLISHED), "",
              "![modes against steps](stacked_mnist.png)"]
     (args.out / "stacked_mnist.md").write_text("\n".join(lines) + "\n")
     (args.out / "stacked_mnist.json").write_text(json.dumps(rows, indent=1))
     plot(rows, args.out / "stacked_mnist.png", args.eval_samples)
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":
