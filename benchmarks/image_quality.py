@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, compose, machine, table  # noqa: E402
 
 PRESETS = ["gan", "dcgan", "lsgan", "wgan", "wgan_gp", "sngan", "cgan", "acgan", "sngan_projection", "infogan"]
-CLASS_CONDITIONAL = ("cgan", "acgan", "sngan_projection")  # scored per class too
+CLASS_CONDITIONAL = ("cgan", "acgan", "sngan_projection", "sngan_projection_resnet", "sagan", "biggan")  # per class too
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-t10k-png"
 
 
@@ -60,6 +60,8 @@ VARIANTS = {
     # that a CPU budget buys hundreds of steps rather than tens (sngan_resnet at 32x32, batch 64: 2.3 CPU s
     # per G step narrowed).
     "w32": ["generator.width=32", "generator.max_width=32", "discriminator.width=32", "discriminator.max_width=32"],
+    # BigGAN's nets narrowed the same way: 32 maps in every G block (4 x width 8) and in D (the preset: 384, 192).
+    "bw8": ["generator.width=8", "discriminator.width=32", "discriminator.max_width=32"],
 }
 
 

@@ -17,7 +17,7 @@ from gan_cli.schedules import LRSchedule
 
 # The config groups a run is composed of; `model` is the preset that picks the others.
 GROUPS = ("dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "game", "model")
-CONV_NETS = ("dcgan", "resnet", "r3gan")
+CONV_NETS = ("dcgan", "resnet", "r3gan", "biggan")
 WHO = {"G": "generator", "D": "discriminator"}  # how errors name a net
 
 

@@ -73,6 +73,14 @@ def parse_args(args) -> dict:
     positive_int(options, "probe_draws")
     if options["probe_labels"] is not None:
         positive_int(options, "probe_labels")
+    truncation = options["truncation"]
+    psis = truncation if isinstance(truncation, list) else [truncation]
+    if truncation is not None and (not psis or any(isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0
+                                                   for p in psis)):
+        raise UserError(f"truncation must be a threshold > 0 or a list of them such as [2.0,1.0,0.5] (null = off), "
+                        f"got {truncation!r}")
+    if truncation is not None and not options["ckpt"]:
+        raise UserError("truncation draws the z of a checkpoint's G: give ckpt=<checkpoint or run folder>")
     if metrics and "probe" in metrics:
         if metrics != ["probe"]:
             raise UserError("metrics=[probe] runs on its own (it scores D's features, not G's samples); give the "
@@ -167,6 +175,8 @@ def evaluate(options: dict) -> dict:
                 raise UserError(f"metrics=[probe] reads the D of a z -> image GAN; this checkpoint is of game "
                                 f"{game.name} on {data.name}")
             return evaluate_probe(loaded, real_node(options, data.shape, config), options, device, result)
+        if options["truncation"] is not None and (hasattr(game, "upscale") or hasattr(game, "translate")):
+            raise UserError(f"truncation draws z, and a {game.name} checkpoint maps images to images")
         if hasattr(game, "upscale"):  # SRResNet, SRGAN
             from gan_cli.metrics.superres_eval import evaluate_superres
 
@@ -194,10 +204,13 @@ def evaluate(options: dict) -> dict:
                                  "drawn from the random stream of seed + i, the same at any batch size "
                                  "(gan-sample seed=<seed> draws the same images)",
                          "num_fake": options["num_samples"]})
+        if options["truncation"] is not None:
+            protocol["truncation"] = options["truncation"]
+            protocol["truncation_rule"] = game.truncation_rule(loaded.nets, options["use_ema"])
 
         def generated():
             return game.generate(loaded.nets, options["num_samples"], options["seed"], device, options["batch_size"],
-                                 use_ema=options["use_ema"])
+                                 use_ema=options["use_ema"], truncation=options["truncation"])
 
         if len(data.shape) == 1:  # toy2d: the mode metrics on generated points, no backbone
             points = torch.cat(list(generated()))
@@ -371,6 +384,55 @@ def table(result: dict) -> str:
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
+def truncation_curve(options: dict) -> None:
+    """gan-eval truncation=[psi, ...]: each threshold scored as truncation=psi alone would be, then one JSON of
+    the rows and the curve BigGAN draws (precision against recall, class accuracy or IS against FID; one point a
+    threshold) beside it: <out stem>-truncation.json and .png."""
+    rows = []
+    for psi in options["truncation"]:
+        result = evaluate({**options, "truncation": psi})
+        print(f"truncation {psi:g}:")
+        print(table(result))
+        rows.append({"truncation": psi, **result})
+    path = output_path(options, rows[0])
+    path = path.with_name(f"{path.stem}-truncation.json")
+    writes.write_text(path, json.dumps(rows, indent=2) + "\n")
+    figure = path.with_suffix(".png")
+    truncation_figure(rows, figure)
+    print(f"wrote {path} and {figure}")
+
+
+def truncation_figure(rows: list, path: Path) -> None:
+    """One panel per pair of metrics the rows hold: precision against recall; class accuracy (or IS) against FID."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = rows[0]["metrics"]
+    pairs = [(x, y) for x, y in (("recall", "precision"), ("fid", "accuracy" if "accuracy" in m else "is_mean"))
+             if x in m and y in m]
+    if not pairs:
+        pairs = [("truncation", next(iter(m)))]
+    labels = {"recall": "recall (variety)", "precision": "precision (fidelity)", "fid": "FID (lower is better)",
+              "accuracy": "class accuracy (fidelity)", "is_mean": "Inception score", "truncation": "truncation"}
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.2), squeeze=False)
+    for ax, (x, y) in zip(axes[0], pairs):
+        xs = [r["truncation"] if x == "truncation" else r["metrics"][x] for r in rows]
+        ys = [r["metrics"][y] for r in rows]
+        ax.plot(xs, ys, marker="o")
+        for r, a, b in zip(rows, xs, ys):
+            ax.annotate(f"{r['truncation']:g}", (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(labels.get(x, x))
+        ax.set_ylabel(labels.get(y, y))
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"truncation thresholds of {rows[0].get('checkpoint', '')} (step {rows[0].get('step', '?')})",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     from gan_cli.options import show_help
@@ -380,6 +442,8 @@ def main() -> None:
     writes.setup_cli()
     try:
         options = parse_args(sys.argv[1:])
+        if isinstance(options["truncation"], list):  # the fidelity-variety curve: one evaluation per threshold
+            return truncation_curve(options)
         result = evaluate(options)
         if "sweep" in result:
             summary = result["sweep"]

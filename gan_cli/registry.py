@@ -14,7 +14,7 @@ import torch
 from gan_cli import UserError, conditioning, losses
 from gan_cli.data import folder, images, stacked, superres as superres_data, toy2d
 from gan_cli.data import translation as translation_data
-from gan_cli.models import dcgan, mlp, progan, r3gan, resnet, stylegan2, superres, translation
+from gan_cli.models import biggan, dcgan, mlp, progan, r3gan, resnet, stylegan2, superres, translation
 from gan_cli.models.pack import Packed, check_pack, packed_shape
 
 
@@ -52,6 +52,7 @@ GENERATORS = {
     "mlp": mlp.MLPGenerator,
     "dcgan": dcgan.DCGANGenerator,
     "resnet": resnet.ResNetGenerator,
+    "biggan": biggan.BigGANGenerator,
     "progan": progan.ProGANGenerator,
     "stylegan2": stylegan2.StyleGAN2Generator,
     "r3gan": r3gan.R3GANGenerator,

@@ -66,6 +66,9 @@ def check_trainer(t: dict) -> None:
     rampup = t["g_ema_rampup"]
     if isinstance(rampup, bool) or not isinstance(rampup, (int, float)) or rampup < 0:
         raise UserError(f"trainer.g_ema_rampup must be a number >= 0 (0 = off, 0.05 is StyleGAN2's), got {rampup!r}")
+    start = t["g_ema_start"]
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise UserError(f"trainer.g_ema_start must be a step >= 0 (0 = from the start; BigGAN's 20000), got {start!r}")
     if t["eval_metric"] not in EVAL_METRICS:
         raise UserError(f"unknown trainer.eval_metric '{t['eval_metric']}'; choose one of: {', '.join(EVAL_METRICS)}")
     need = minimum_samples(t["eval_metric"])  # the evaluator's IS takes 10 splits, precision/recall k = 3
@@ -99,10 +102,13 @@ def update_ema(ema, net, decay: float) -> None:
                 a.copy_(b)
 
 
-def ema_decay(decay: float, rampup: float, step: int) -> float:
+def ema_decay(decay: float, rampup: float, step: int, start: int = 0) -> float:
     """G_ema's decay at G step `step` (1, 2, ...). With a ramp-up r > 0 the average's half-life is at most
     r * step steps, so it forgets the initial weights as fast as training moves away from them (StyleGAN2-ADA's
-    ema_rampup, there counted in images: the same thing at a fixed batch size): min(decay, 0.5^(1 / (r step)))."""
+    ema_rampup, there counted in images: the same thing at a fixed batch size): min(decay, 0.5^(1 / (r step))).
+    Up to step `start` the decay is 0: G_ema copies G, and averages from then on (BigGAN's ema_start)."""
+    if step <= start:
+        return 0.0
     if not rampup:
         return decay
     return min(decay, 0.5 ** (1.0 / (rampup * step)))
@@ -190,7 +196,7 @@ LATER_TRAINER_KEYS = {"keep_checkpoints": 0, "precision": "32", "compile": False
                       "augment_target": None, "augment_speed": 100_000,
                       "g_ema_rampup": 0.0, "sync_batchnorm": False, "progress_seconds": 30, "tf32": False,
                       "cudnn_benchmark": False, "channels_last": False, "deterministic": False,
-                      "objective": "none"}
+                      "objective": "none", "g_ema_start": 0}
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -584,7 +590,8 @@ def _train(cfg, run_dir: Path, overrides, choices) -> dict:
                 stats.update(player_stats)
             for name, source in game.ema().items():
                 if name in ema:
-                    update_ema(ema[name], game.nets[source], ema_decay(t["g_ema"], t["g_ema_rampup"], step))
+                    update_ema(ema[name], game.nets[source], ema_decay(t["g_ema"], t["g_ema_rampup"], step,
+                                                                               t["g_ema_start"]))
             guard.track(step, losses)
 
             bar.update()

@@ -1,5 +1,6 @@
 """Shared helpers: compose the real conf/ and shrink it to tiny CPU runs."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -87,6 +88,14 @@ def tiny_config(*overrides):
             cfg[part].hidden = [16]
     if "resolution" in cfg.dataset and "dataset.resolution" not in keys and cfg.dataset.name != "superres":
         cfg.dataset.resolution = 16
+    for part in ("generator", "discriminator"):
+        if cfg[part].name == "resnet" and cfg[part].get("attention_at") and f"{part}.width" not in keys:
+            cfg[part].width = 8  # an attention block needs 8 channels
+    if cfg.generator.name == "biggan":
+        if "generator.width" not in keys:
+            cfg.generator.width = 2  # 8 channels a block
+        if "generator.z_dim" not in keys:  # four numbers a chunk: one chunk a block, one for the first layer
+            cfg.generator.z_dim = 4 * (int(math.log2(cfg.dataset.get("resolution", 16) // 4)) + 1)
     return cfg
 
 

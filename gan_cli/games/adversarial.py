@@ -132,7 +132,13 @@ class Adversarial(Game):
         extra = cond.g_loss(head, c)
         if extra is not None:
             loss = loss + extra
-        return loss, {"loss/G": loss.detach()}
+        stats = {}
+        regularization = getattr(nets.plain("G"), "regularization", None)  # BigGAN's orthogonal penalty
+        penalty = regularization() if regularization is not None else None
+        if penalty is not None:
+            loss = loss + penalty
+            stats["loss/G_ortho"] = penalty.detach()
+        return loss, {"loss/G": loss.detach(), **stats}
 
     def after_update(self, player, nets):
         if player.name == "D":
@@ -200,19 +206,30 @@ class Adversarial(Game):
         (as many of each as can be); None for other G."""
         return torch.arange(n) % self.cond.num_classes if self.cond.num_classes else None
 
-    def generate(self, nets, n, seed, device, batch_size, use_ema=True):
+    def truncation_rule(self, nets, use_ema=True) -> str:
+        G = nets[self.sampling_net(nets, use_ema)]
+        if latents.style_based(G):
+            return "in W: w_avg + psi (w - w_avg) in every layer, z untruncated"
+        return "in z: entries beyond +-psi redrawn from the image's stream until none is left (BigGAN)"
+
+    def generate(self, nets, n, seed, device, batch_size, use_ema=True, truncation=None):
         """G's samples of the seeds seed, seed + 1, ..., seed + n - 1: sample i draws its z (and InfoGAN's
         continuous codes) from the stream of its own seed (gan_cli.latents), so it is the same image at any
         batch size, and the one gan-sample draws for that seed. A class-conditional G draws the classes of
-        sample_labels; InfoGAN's categorical code runs through its values the same way."""
+        sample_labels; InfoGAN's categorical code runs through its values the same way. truncation=psi draws
+        as gan-sample truncation=psi does (truncation_rule)."""
         G = nets[self.sampling_net(nets, use_ema)]
+        style = truncation is not None and latents.style_based(G)
+        if style:
+            G = latents.InW(G, float(truncation), None)
         categories = getattr(self.cond, "categorical", 0)
         labels = self.sample_labels(n) if self.cond.num_classes else \
             (torch.arange(n) % categories if categories else None)
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             z, c = latents.draw(range(seed + start, seed + start + count), self.z_dim, self.cond,
-                                None if labels is None else labels[start:start + count])
+                                None if labels is None else labels[start:start + count],
+                                None if style else truncation)
             with torch.no_grad():
                 yield G(z.to(device)) if c is None else G(z.to(device), c.to(device))
 

@@ -38,13 +38,14 @@ class ConditionalBatchNorm2d(nn.Module):
     answer: sngan_projection collapsed that way. Through a 128-d embedding each step can move it by up to
     ~128 lr. W starts at zero: the layer starts as plain BN."""
 
-    def __init__(self, channels: int, embed_dim: int = CLASS_EMBED_DIM):
+    def __init__(self, channels: int, embed_dim: int = CLASS_EMBED_DIM, zero_init: bool = True):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
         self.gain = nn.Linear(embed_dim, channels, bias=False)
         self.shift = nn.Linear(embed_dim, channels, bias=False)
-        nn.init.zeros_(self.gain.weight)
-        nn.init.zeros_(self.shift.weight)
+        if zero_init:  # (a spectrally normalised W cannot start at zero: BigGAN's G initialises it as the rest)
+            nn.init.zeros_(self.gain.weight)
+            nn.init.zeros_(self.shift.weight)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W); e: the class embeddings (N, embed_dim)."""
@@ -118,9 +119,32 @@ def check_flag(name: str, value) -> bool:
 
 def apply_spectral_norm(module: nn.Module) -> None:
     """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight: each layer's
-    weight is divided by its largest singular value, estimated by one power iteration per forward pass."""
+    weight is divided by its largest singular value, estimated by one power iteration per forward pass.
+    Weights normalised already (a self-attention block's) are left as they are."""
     for name, child in module.named_children():
         if isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)):
-            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+            if not nn.utils.parametrize.is_parametrized(child, "weight"):
+                setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
         else:
             apply_spectral_norm(child)
+
+
+INITS = ("xavier", "ortho")
+
+
+def check_init(who: str, init) -> str:
+    if init not in INITS:
+        raise UserError(f"unknown {who}.init {init!r}; choose one of: {', '.join(INITS)}")
+    return init
+
+
+def orthogonal_init(module: nn.Module) -> None:
+    """Orthogonal initialisation (Saxe et al. 2014) of every conv, linear and embedding weight, biases at zero,
+    as BigGAN initialises G and D. Call it before spectral normalisation is applied: weights normalised
+    already (a self-attention block's, initialised by the block) are left alone."""
+    for child in module.modules():
+        if isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)) and \
+                not nn.utils.parametrize.is_parametrized(child, "weight"):
+            nn.init.orthogonal_(child.weight)
+            if getattr(child, "bias", None) is not None:
+                nn.init.zeros_(child.bias)

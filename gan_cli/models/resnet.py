@@ -26,7 +26,9 @@ from torch import nn
 
 from gan_cli import UserError
 from gan_cli.models import (CLASS_EMBED_DIM, CLASS_INPUTS_D, CLASS_INPUTS_G, ConditionalBatchNorm2d,
-                            apply_spectral_norm, check_condition, check_flag, finish_scores, head_for, one_hot_input)
+                            apply_spectral_norm, check_condition, check_flag, check_init, finish_scores, head_for,
+                            one_hot_input, orthogonal_init)
+from gan_cli.models.attention import SelfAttention, attention_sides
 from gan_cli.models.minibatch import MinibatchDiscrimination, MinibatchStddev, check_minibatch
 
 
@@ -62,13 +64,29 @@ def _conv(cin: int, cout: int, kernel: int, gain: float = math.sqrt(2)) -> nn.Co
     return conv
 
 
-class GBlock(nn.Module):
-    """x (N, cin, s, s) -> (N, cout, 2s, 2s); e: class embeddings where the batch norms are conditional."""
+def spectral_norm_convs(G: nn.Module, conditional_norms: bool = False) -> None:
+    """Spectral normalisation of a G's convs and linear layers (not its embeddings). Those of its conditional
+    batch norms only with conditional_norms (BigGAN's): they start at zero otherwise, and a spectral norm
+    cannot divide by that."""
+    for module in list(G.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.Linear)) and \
+                    (conditional_norms or not isinstance(module, ConditionalBatchNorm2d)) and \
+                    not nn.utils.parametrize.is_parametrized(child, "weight"):
+                setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
 
-    def __init__(self, cin: int, cout: int, cbn: bool):
+
+class GBlock(nn.Module):
+    """x (N, cin, s, s) -> (N, cout, 2s, 2s); e: what conditional batch norms read (class embeddings; in
+    BigGAN's G the shared embedding beside the block's chunk of z), of embed_dim features."""
+
+    def __init__(self, cin: int, cout: int, cbn: bool, embed_dim: int = CLASS_EMBED_DIM, zero_init: bool = True):
         super().__init__()
-        norm = ConditionalBatchNorm2d if cbn else nn.BatchNorm2d
         self.cbn = cbn
+
+        def norm(channels):
+            return ConditionalBatchNorm2d(channels, embed_dim, zero_init) if cbn else nn.BatchNorm2d(channels)
+
         self.bn1, self.conv1 = norm(cin), _conv(cin, cout, 3)
         self.bn2, self.conv2 = norm(cout), _conv(cout, cout, 3)
         self.shortcut = _conv(cin, cout, 1, gain=1.0)
@@ -108,8 +126,8 @@ class ResNetGenerator(nn.Module):
     """z (N, z_dim) -> images. Conditional as the dcgan G: class_input concat (one-hot beside z) or cbn
     (class-conditional batch norm in every block); code_dim for InfoGAN's codes beside z."""
 
-    def __init__(self, shape, z_dim: int = 128, width: int = 256, max_width: int = 256, *, num_classes: int = 0,
-                 class_input: str = "concat", code_dim: int = 0):
+    def __init__(self, shape, z_dim: int = 128, width: int = 256, max_width: int = 256, spectral_norm: bool = False,
+                 attention_at=None, *, num_classes: int = 0, class_input: str = "concat", code_dim: int = 0):
         super().__init__()
         if not isinstance(z_dim, int) or z_dim < 1:
             raise UserError(f"generator.z_dim must be a positive integer, got {z_dim!r}")
@@ -126,8 +144,14 @@ class ResNetGenerator(nn.Module):
         self.linear = nn.Linear(z_dim + self._concat_classes + self.code_dim, 16 * channels[0])
         _init(self.linear, 1.0)
         self.blocks = nn.ModuleList(GBlock(cin, cout, self.cbn) for cin, cout in zip(channels, channels[1:]))
+        sides = [8 * 2 ** i for i in range(blocks)]  # what each block puts out
+        at = attention_sides(attention_at, self.shape[1], sides, "generator")
+        self.attention = nn.ModuleDict({str(i): SelfAttention(channels[i + 1]) for i, side in enumerate(sides)
+                                        if side in at})
         self.out_bn = nn.BatchNorm2d(channels[-1])
         self.out_conv = _conv(channels[-1], self.shape[0], 3, gain=1.0)
+        if check_flag("generator.spectral_norm", spectral_norm):  # SAGAN's G: every conv and linear layer
+            spectral_norm_convs(self)
         self.class_embed = nn.Embedding(num_classes, CLASS_EMBED_DIM) if self.cbn else None  # N(0, 1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -137,8 +161,10 @@ class ResNetGenerator(nn.Module):
                 raise ValueError("this generator is class-conditional: call G(z, labels)")
             e = self.class_embed(c)
         x = self.linear(one_hot_input(z, c, self._concat_classes, self.code_dim)).view(-1, self.start, 4, 4)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block(x, e)
+            if str(i) in self.attention:
+                x = self.attention[str(i)](x)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(x))))
 
 
@@ -146,7 +172,8 @@ class ResNetDiscriminator(nn.Module):
     """images -> one raw score each; conditional as the dcgan D (concat, projection, heads)."""
 
     def __init__(self, shape, width: int = 128, max_width: int = 128, blocks: int = 4, spectral_norm: bool = False,
-                 minibatch: str = "none", *, num_classes: int = 0, class_input: str = "none", head=()):
+                 minibatch: str = "none", attention_at=None, init: str = "xavier", *, num_classes: int = 0,
+                 class_input: str = "none", head=()):
         super().__init__()
         width, max_width = _check_widths("discriminator", width, max_width)
         if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1:
@@ -157,6 +184,12 @@ class ResNetDiscriminator(nn.Module):
         self.class_input = class_input if num_classes else "none"
         self.minibatch = check_minibatch(minibatch)
         side = _side(self.shape, "discriminator")
+        check_init("discriminator", init)
+        sides = [side]  # what each block puts out
+        for _ in range(blocks):
+            sides.append(sides[-1] // 2 if sides[-1] > 8 else sides[-1])
+        sides = sides[1:]
+        at = attention_sides(attention_at, side, sides, "discriminator")
         cin = self.shape[0] + (self.num_classes if self.class_input == "concat" else 0)
         layers = []
         for i in range(blocks):
@@ -167,6 +200,9 @@ class ResNetDiscriminator(nn.Module):
             down = side > 8
             layers.append(DBlock(cin, cout, down, first=i == 0))
             side, cin = side // 2 if down else side, cout
+            if side in at:  # after the first block that makes this side
+                layers.append(SelfAttention(cout, init))
+                at.discard(side)
         self.body = nn.Sequential(*layers)
         self.linear = nn.Linear(cin, 1)
         _init(self.linear, 1.0)
@@ -175,6 +211,8 @@ class ResNetDiscriminator(nn.Module):
             nn.init.xavier_uniform_(self.embed.weight)
         self.head = head_for(cin, head)
         self.batch_features = MinibatchDiscrimination(cin) if self.minibatch == "features" else None
+        if init == "ortho":
+            orthogonal_init(self)
         if check_flag("discriminator.spectral_norm", spectral_norm):
             apply_spectral_norm(self)
 

@@ -1,0 +1,98 @@
+"""Class-conditional GANs at scale on a CPU budget: sngan_projection, sagan and biggan (as presets, and with
+their ResNet nets narrowed to 32 maps), then BigGAN's fidelity-variety curve from truncation.
+
+    python benchmarks/class_scale.py                 # 1,500 CPU seconds per run, digits and MNIST test images
+    python benchmarks/class_scale.py --quick         # 10 CPU seconds per run, digits only (a smoke run)
+
+Step 1 is benchmarks/image_quality.py (see its docstring: calibration to the budget, classifier FID against
+half of the data, precision/recall, IS, class accuracy and intra-class FID, per-class sample grids, FID at each
+quarter of the steps), with the run folders kept under --work. Step 2 scores every kept biggan run at each
+truncation threshold (`gan-eval truncation=[...] metrics=[fid,pr,accuracy]`, the run's data set as the real
+side, the classifier backbone) and draws one curve per run: precision against recall, class accuracy against
+FID. Writes benchmarks/results/class_scale.md, .json, the grids of step 1 and class_scale_truncation.png.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import BIN, RESULTS, machine, table  # noqa: E402
+
+HERE = Path(__file__).parent
+PRESETS = ["sngan_projection", "sagan", "sagan+w32", "biggan", "biggan+bw8"]
+THRESHOLDS = [2.0, 1.5, 1.0, 0.75, 0.5, 0.25]
+
+
+def curve_figure(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    for name, rows in curves.items():
+        for ax, (x, y) in zip(axes, (("recall", "precision"), ("fid", "accuracy"))):
+            xs, ys = [r["metrics"][x] for r in rows], [r["metrics"][y] for r in rows]
+            ax.plot(xs, ys, marker="o", label=name)
+            for r, a, b in zip(rows, xs, ys):
+                ax.annotate(f"{r['truncation']:g}", (a, b), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    for ax, (xl, yl) in zip(axes, (("recall (variety)", "precision (fidelity)"),
+                                   ("FID, classifier features (lower is better)", "class accuracy (fidelity)"))):
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("BigGAN's truncation: one point a threshold (labels), resampled beyond it", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=1500, help="CPU seconds of training per run")
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
+    parser.add_argument("--samples", type=int, default=5000, help="samples scored at each truncation threshold")
+    parser.add_argument("--work", type=Path, default=HERE / "work" / "class_scale")
+    parser.add_argument("--out", type=Path, default=RESULTS / "class_scale.md")
+    args = parser.parse_args()
+    runs = args.work / "runs"
+    step1 = [sys.executable, HERE / "image_quality.py", "--presets", *args.presets, "--keep", runs, "--out", args.out,
+             "--title", f"Class-conditional GANs at scale after {args.budget:g} CPU seconds"]
+    step1 += ["--quick"] if args.quick else ["--budget", str(args.budget), "--curve", "4"]
+    subprocess.run([str(a) for a in step1], check=True)
+
+    curves, lines = {}, []
+    samples = 500 if args.quick else args.samples
+    for run in sorted(runs.glob("*-biggan*")):
+        out = args.work / f"eval-{run.name}.json"
+        subprocess.run([str(BIN / "gan-eval"), f"ckpt={run}", "metrics=[fid,pr,accuracy]", f"num_samples={samples}",
+                        f"truncation=[{','.join(map(str, THRESHOLDS))}]", f"out={out}", "progress=false",
+                        f"cache_dir={args.work / 'cache'}"], check=True)
+        rows = json.loads(out.with_name(f"{out.stem}-truncation.json").read_text())
+        curves[run.name] = rows
+        lines += [f"#### {run.name}", "", *table(
+            ("truncation", "FID", "precision", "recall", "class accuracy %"),
+            [(f"{r['truncation']:g}", f"{r['metrics']['fid']:.2f}", f"{r['metrics']['precision']:.3f}",
+              f"{r['metrics']['recall']:.3f}", f"{100 * r['metrics']['accuracy']:.1f}") for r in rows]), ""]
+    if curves:
+        figure = args.out.with_name(f"{args.out.stem}_truncation.png")
+        curve_figure(curves, figure)
+        section = ["", "### BigGAN's truncation curve", "",
+                   f"{machine('cpu')}. Each kept `biggan` run's G_ema scored at truncation "
+                   f"{', '.join(map(str, THRESHOLDS))} (`gan-eval truncation=[...] metrics=[fid,pr,accuracy] "
+                   f"num_samples={samples}`, the run's own data set as the real side, classifier backbone): "
+                   "lower thresholds should raise precision and class accuracy and lower recall.", "",
+                   *lines, f"![truncation curves]({args.out.parent.name}/{figure.name})", ""]
+        with args.out.open("a") as f:
+            f.write("\n".join(section))
+        (args.out.with_suffix(".truncation.json")).write_text(json.dumps(curves, indent=1))
+        print("\n".join(section))
+
+
+if __name__ == "__main__":
+    main()
