@@ -154,6 +154,9 @@ def real_node(options: dict, shape, config: dict) -> dict:
 
 
 def evaluate(options: dict) -> dict:
+    if isinstance(options.get("truncation"), list):
+        raise UserError("evaluate() scores one truncation threshold; a list of them is the curve gan-eval draws "
+                        "(gan_cli.evaluate.truncation_curve)")
     if options.get("sweep") is not None:
         from gan_cli.sweep import summarise
 
