@@ -21,7 +21,10 @@ Each section is written by its own script, which can also be run alone (see thei
   probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
                      held-out MNIST digits (real MNIST test images)
   search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
-  stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN, packed, RpGAN + R1 + R2, R3GAN
+  stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN (full and quarter-width D), packed,
+                     RpGAN + R1 + R2, R3GAN
+  class_scale.py     sngan_projection, sagan and biggan (presets and narrowed) after 1,500 CPU seconds on digits
+                     and MNIST, and BigGAN's truncation curve
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
@@ -101,6 +104,9 @@ def sections(quick: bool, out: Path, fresh: bool):
     stacked = ["--steps", "40", "--seeds", "0", "--samples", "1000", "--eval-samples", "500", "--work",
                out / "stacked_work"] if quick else []
     yield "Stacked MNIST", [py, HERE / "stacked_mnist.py", *stacked, "--out", out], out / "stacked_mnist.md"
+    scale = ["--quick", "--presets", "sagan+w32", "biggan+bw8", "--work", out / "class_scale_work"] if quick else []
+    yield "SAGAN and BigGAN", [py, HERE / "class_scale.py", *scale, "--out", out / "class_scale.md"], \
+        out / "class_scale.md"
 
 
 def summary(out: Path, quick: bool) -> list[str]:

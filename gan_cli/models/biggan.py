@@ -97,10 +97,8 @@ class BigGANGenerator(nn.Module):
         self.out_conv = _conv(channels[-1], self.shape[0], 3, gain=1.0)
         if init == "ortho":
             orthogonal_init(self)
-        if check_flag("generator.spectral_norm", spectral_norm):
-            shared, self.shared = self.shared, None  # the shared embedding stays plain, as in BigGAN
+        if check_flag("generator.spectral_norm", spectral_norm):  # convs and linear maps; the embedding stays plain
             spectral_norm_convs(self, conditional_norms=True)
-            self.shared = shared
 
     def regularization(self) -> torch.Tensor | None:
         """ortho_reg * the orthogonal penalty (None when off): a term of G's loss."""
