@@ -145,7 +145,11 @@ def main():
         for preset in args.presets:
             for seed in args.seeds:
                 _, key = compose_run(preset, mixture, seed, args.steps, args.set)
-                picture = pictures_dir / f"{mixture}-{preset}.png" if seed == args.seeds[0] else None
+                # The scatter plot of the first seed run; seed 0's is never replaced by another seed's (a table
+                # whose seeds were trained one invocation at a time keeps seed 0's picture).
+                picture = pictures_dir / f"{mixture}-{preset}.png"
+                if seed != args.seeds[0] or (seed != 0 and picture.exists()):
+                    picture = None
                 entry = done.get((preset, mixture, seed, args.steps, key))
                 if entry is not None and (picture is None or picture.exists()):
                     rows[(mixture, preset, seed)] = entry
