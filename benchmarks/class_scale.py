@@ -1,5 +1,6 @@
-"""Class-conditional GANs at scale on a CPU budget: sngan_projection, sagan and biggan (as presets, and with
-their ResNet nets narrowed to 32 maps), then BigGAN's fidelity-variety curve from truncation.
+"""Class-conditional GANs at scale on a CPU budget: sngan_projection, sagan and biggan (their ResNet nets narrowed
+to 32 maps: at full width a CPU budget buys too few steps, which step 3 measures), then BigGAN's
+fidelity-variety curve from truncation.
 
     python benchmarks/class_scale.py                 # 1,500 CPU seconds per run, digits and MNIST test images
     python benchmarks/class_scale.py --quick         # 10 CPU seconds per run, digits only (a smoke run)
@@ -9,7 +10,8 @@ half of the data, precision/recall, IS, class accuracy and intra-class FID, per-
 quarter of the steps), with the run folders kept under --work. Step 2 scores every kept biggan run at each
 truncation threshold (`gan-eval truncation=[...] metrics=[fid,pr,accuracy]`, the run's data set as the real
 side, the classifier backbone) and draws one curve per run: precision against recall, class accuracy against
-FID. Writes benchmarks/results/class_scale.md, .json, the grids of step 1 and class_scale_truncation.png.
+FID. Step 3 measures the CPU seconds per G step of each --timed preset, full-width ones included.
+Writes benchmarks/results/class_scale.md, .json, the grids of step 1 and class_scale_truncation.png.
 """
 
 import argparse
@@ -22,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BIN, RESULTS, machine, table  # noqa: E402
 
 HERE = Path(__file__).parent
-PRESETS = ["sngan_projection", "sagan", "sagan+w32", "biggan", "biggan+bw8"]
+PRESETS = ["sngan_projection", "sagan+w32", "biggan+bw8"]
+TIMED = ["sngan_projection", "sagan", "sagan+w32", "biggan", "biggan+bw8"]  # CPU seconds per step measured
 THRESHOLDS = [2.0, 1.5, 1.0, 0.75, 0.5, 0.25]
 
 
@@ -56,6 +59,8 @@ def main():
     parser.add_argument("--budget", type=float, default=1500, help="CPU seconds of training per run")
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
+    parser.add_argument("--timed", nargs="*", default=TIMED,
+                        help="presets whose CPU seconds per G step are measured (on digits) and tabled, trained or not")
     parser.add_argument("--samples", type=int, default=5000, help="samples scored at each truncation threshold")
     parser.add_argument("--work", type=Path, default=HERE / "work" / "class_scale")
     parser.add_argument("--out", type=Path, default=RESULTS / "class_scale.md")
@@ -92,6 +97,30 @@ def main():
             f.write("\n".join(section))
         (args.out.with_suffix(".truncation.json")).write_text(json.dumps(curves, indent=1))
         print("\n".join(section))
+    if args.timed and not args.quick:
+        step_times(args.timed, args.budget, args.out)
+
+
+def step_times(presets, budget, out: Path) -> None:
+    """A section of the CPU seconds each preset takes per G step at 32x32 (digits, one thread; the
+    calibration of image_quality.py) and the G steps a budget buys: why the full-width presets are not
+    trained on a CPU budget."""
+    import torch
+
+    from image_quality import cpu_per_step
+
+    torch.set_num_threads(1)
+    rows = []
+    for preset in presets:
+        per_step = cpu_per_step(preset, "digits", None)
+        rows.append((f"`{preset}`", f"{per_step:.2f}", f"{int(budget / per_step):,}"))
+        print(preset, f"{per_step:.2f} CPU s per G step", flush=True)
+    section = ["", "### CPU seconds per G step", "", f"{machine('cpu')}, one thread, digits at 32x32 (the "
+               "calibration of image_quality.py: runs of 1 and 1 + k steps after a warm-up).", "",
+               *table(("preset", "CPU s per G step", f"G steps in {budget:g} CPU s"), rows), ""]
+    with out.open("a") as f:
+        f.write("\n".join(section))
+    print("\n".join(section))
 
 
 if __name__ == "__main__":

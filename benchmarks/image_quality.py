@@ -113,19 +113,15 @@ def eval_options(half_b, count, cache, out, per_class=False, metrics=None):
             f"metrics={metrics}", f"out={out}"]
 
 
-def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None,
-            curve: int = 0):
-    """Calibrate, train for the budget, score; in a process of its own with `threads` threads. The run
-    folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`. With
-    curve=K the run also saves a checkpoint at every K-th of its steps and each is scored (FID only)."""
+def cpu_per_step(preset, data, mnist_root) -> float:
+    """CPU seconds per G step of a preset without the fixed costs of a run (setup, the final grid and
+    checkpoint): after a 3-step warm-up, the difference between runs of 1 and 1 + k steps, k growing until
+    that difference is >= 3 CPU seconds (for a fast preset 10 steps are lost in the noise of the fixed costs)."""
     from gan_cli.train import train
 
-    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         train(compose(run_overrides(preset, data, mnist_root, 3)), Path(tmp) / "warm-up")
-        # Seconds per step without the fixed costs of a run (setup, the final grid and checkpoint): the
-        # difference between runs of 1 and 1 + k steps, k growing until that difference is >= 3 CPU seconds
-        # (for a fast preset 10 steps are lost in the noise of the fixed costs).
+
         def cpu_of(steps):
             start = time.process_time()
             train(compose(run_overrides(preset, data, mnist_root, steps)), Path(tmp) / f"calibration-{steps}")
@@ -134,8 +130,18 @@ def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads
         fixed, k = cpu_of(1), 10
         while (extra := cpu_of(1 + k) - fixed) < 3 and k < 10_000:
             k *= 4
-        per_step = max(extra, 1e-3) / k
-    steps = max(1, int(budget / per_step))
+        return max(extra, 1e-3) / k
+
+
+def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None,
+            curve: int = 0):
+    """Calibrate, train for the budget, score; in a process of its own with `threads` threads. The run
+    folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`. With
+    curve=K the run also saves a checkpoint at every K-th of its steps and each is scored (FID only)."""
+    from gan_cli.train import train
+
+    torch.set_num_threads(threads)
+    steps = max(1, int(budget / cpu_per_step(preset, data, mnist_root)))
     run_dir = (keep or work) / f"{data}-{preset}"
     every = steps // curve if curve > 1 and steps >= curve else 0
     start_cpu, start_wall = time.process_time(), time.perf_counter()

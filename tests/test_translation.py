@@ -406,3 +406,31 @@ def test_pix2pix_with_no_adversarial_weight_is_the_l1_baseline_and_leaves_d_alon
     assert "D" not in {k for k, v in state["optimizers"].items() if v["state"]}  # D's optimizer never stepped
     with pytest.raises(UserError, match="both 0: G would learn nothing"):
         train(tiny_config("model=pix2pix", "game.adversarial_weight=0", "game.l1_weight=0"), tmp_path / "none")
+
+
+def test_the_fonts_demo_prints_each_digit_in_one_of_many_fonts(monkeypatch):
+    import matplotlib
+
+    from gan_cli.data import translation
+
+    images, labels = translation.font_digits.__wrapped__(60, 32, 0, True)
+    single, _ = translation.font_digits.__wrapped__(60, 32, 0, False)
+    assert images.shape == (60, 1, 32, 32) and torch.equal(labels, torch.arange(60) % 10)
+    assert not torch.equal(images, single)  # not Pillow's font
+    # Each font draws ten different digits (a font without digit glyphs would draw one box ten times).
+    assert len(translation.MATPLOTLIB_FONTS) == 21
+    for path in translation.matplotlib_fonts():
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.truetype(str(path), 40)
+        drawn = set()
+        for d in "0123456789":
+            canvas = Image.new("L", (48, 48), 0)
+            ImageDraw.Draw(canvas).text((4, 0), d, fill=255, font=font)
+            drawn.add(canvas.tobytes())
+        assert len(drawn) == 10, path.name
+    u = unpaired(batch_size=4, demo="fonts", **CPU)
+    assert "21 fonts" in u.name and u.next()[1].shape == (4, 1, 32, 32)
+    monkeypatch.setattr(matplotlib, "get_data_path", lambda: "/nonexistent")
+    with pytest.raises(UserError, match="dataset.demo=fonts: matplotlib's fonts folder"):
+        translation.font_digits.__wrapped__(10, 32, 0, True)

@@ -6,7 +6,8 @@
                        root=null: the offline demo, edge maps of scikit-learn's digits -> the digits
     dataset=unpaired   CycleGAN's layout: root/trainA/ trainB/ testA/ testB/ (class subfolders inside a side
                        give labels, for scoring); root=null: the offline demo, scikit-learn's handwritten
-                       digits <-> digits rendered from Pillow's bundled font
+                       digits <-> digits rendered from Pillow's bundled font (demo=fonts: from
+                       matplotlib's 21 digit fonts)
 
 A batch is (A, B, labels_A, labels_B) in [-1, 1] (labels None where a side has none; a pair shares its
 label). Training images are held at `load_size` and each batch gets the papers' jitter on the device: a
@@ -223,21 +224,48 @@ def edge_maps(images: torch.Tensor) -> torch.Tensor:
     return ((magnitude > 0.25 * peak).to(torch.uint8) * 255)
 
 
+# The digit fonts that ship with matplotlib (a dependency): DejaVu Sans, Sans Mono and Serif and STIX in four
+# styles each, and five Computer Modern faces (roman, bold, italic, sans, typewriter); its symbol-only fonts
+# and old-style figures are left out.
+MATPLOTLIB_FONTS = tuple(
+    [f"DejaVu{face}{style}.ttf" for face in ("Sans", "SansMono") for style in ("", "-Bold", "-Oblique", "-BoldOblique")]
+    + [f"DejaVuSerif{style}.ttf" for style in ("", "-Bold", "-Italic", "-BoldItalic")]
+    + [f"STIXGeneral{style}.ttf" for style in ("", "Bol", "Italic", "BolIta")]
+    + [f"cm{face}10.ttf" for face in ("r", "b", "ti", "ss", "tt")])
+
+
+def matplotlib_fonts() -> list[Path]:
+    """The paths of MATPLOTLIB_FONTS in this environment's matplotlib."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    missing = [name for name in MATPLOTLIB_FONTS if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"dataset.demo=fonts: matplotlib's fonts folder {folder} lacks {', '.join(missing[:3])}; "
+                        "reinstall matplotlib or use dataset.demo=printed")
+    return [folder / name for name in MATPLOTLIB_FONTS]
+
+
 @functools.lru_cache(maxsize=4)  # drawing takes seconds: once per process; callers index it, never change it
-def font_digits(n: int, resolution: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """n digits 0-9 (in turn) drawn with Pillow's bundled font: white on black, random size (95-120 % of the
-    side), shift (+-8 %) and rotation (+-12 degrees), so no two are alike."""
+def font_digits(n: int, resolution: int, seed: int = 0, many_fonts: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """n digits 0-9 (in turn) drawn white on black with Pillow's bundled font (many_fonts: each with one of
+    matplotlib's 21 digit fonts, drawn at random), random size (95-120 % of the side), shift (+-8 %) and
+    rotation (+-12 degrees), so no two are alike."""
     from PIL import ImageDraw, ImageFont
 
     rng = np.random.default_rng(seed)
+    fonts = matplotlib_fonts() if many_fonts else None
     big = 4 * resolution  # drawn large, then shrunk (antialiased)
     images = []
     for i in range(n):
         size = int(big * rng.uniform(0.95, 1.2))
-        try:
-            font = ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1: one small bitmap font
-            font = ImageFont.load_default()
+        if fonts:
+            font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), size)
+        else:
+            try:
+                font = ImageFont.load_default(size=size)
+            except TypeError:  # Pillow < 10.1: one small bitmap font
+                font = ImageFont.load_default()
         canvas = Image.new("L", (big, big), 0)
         draw = ImageDraw.Draw(canvas)
         left, top, right, bottom = draw.textbbox((0, 0), str(i % 10), font=font)
@@ -349,18 +377,19 @@ class _Swapped:
         return torch.cat([x[:, self.cut:], x[:, :self.cut]], 1), labels
 
 
-UNPAIRED_DEMOS = {"printed": "handwritten <-> printed digits", "photo": "handwritten digits <-> digits on photos"}
+UNPAIRED_DEMOS = {"printed": "handwritten <-> printed digits", "fonts": "handwritten <-> digits in 21 fonts",
+                  "photo": "handwritten digits <-> digits on photos"}
 
 
 def unpaired_demo(demo: str, load: int):
     """The two sides of an offline demo: (images, labels) each, and the pair's name. printed: the bundled
-    digits and as many drawn from Pillow's font; photo: the bundled digits split in two disjoint halves,
+    digits and as many drawn from Pillow's font; fonts: the same drawn from 21 fonts; photo: the bundled digits split in two disjoint halves,
     the second blended into photo patches (photo_digits), so no digit appears on both sides; both in RGB."""
     if demo not in UNPAIRED_DEMOS:
         raise UserError(f"unknown dataset.demo '{demo}'; choose one of: {', '.join(UNPAIRED_DEMOS)}")
     handwritten, labels = digit_images(load)
-    if demo == "printed":
-        return (handwritten, labels), font_digits(len(handwritten), load), UNPAIRED_DEMOS[demo]
+    if demo in ("printed", "fonts"):
+        return (handwritten, labels), font_digits(len(handwritten), load, 0, demo == "fonts"), UNPAIRED_DEMOS[demo]
     grey, coloured, labels = photo_digits(load)
     order = torch.randperm(len(grey), generator=torch.Generator().manual_seed(2))
     half_a, half_b = order[::2], order[1::2]
