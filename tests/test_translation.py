@@ -358,6 +358,7 @@ def test_paired_scores_match_scikit_image_and_numpy():
 
 
 def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
+    from gan_cli import build
     from gan_cli.evaluate import evaluate, parse_args
 
     def scored(run, *args):
@@ -368,8 +369,13 @@ def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
     assert set(m) == {"l1", "psnr", "ssim", "fid", "kid_mean", "kid_std", "label_preservation"}
     assert 0 <= m["l1"] <= 1 and 0 <= m["label_preservation"] <= 1 and m["fid"] > 0
     assert paired_result["protocol"]["num_fake"] == 269 and paired_result["classifier_test_accuracy"] > 0.8
-    cycle = scored("cyclegan", "metrics=[fid,label_preservation]")["metrics"]
+    cycle_result = scored("cyclegan", "metrics=[fid,label_preservation]")
+    cycle = cycle_result["metrics"]
     assert set(cycle) == {"fid", "label_preservation"}
+    by_class = cycle_result["label_preservation_by_class"]  # the overall share is their mean, weighted by counts
+    counts = np.bincount(build.load(runs / "cyclegan", True, torch.device("cpu")).data.test(None)["labels_A"].numpy())
+    assert sorted(by_class) == list(range(10))
+    assert cycle["label_preservation"] == pytest.approx(sum(counts[c] * v for c, v in by_class.items()) / counts.sum())
     back = scored("cyclegan", "metrics=[fid,label_preservation]", "direction=BtoA")
     assert "G_BA" in back["protocol"]["fake"] and "test B images" in back["protocol"]["fake"]
     assert set(back["metrics"]) == {"fid", "label_preservation"} and back["metrics"] != cycle
@@ -419,9 +425,9 @@ def test_the_fonts_demo_prints_each_digit_in_one_of_many_fonts(monkeypatch):
     assert not torch.equal(images, single)  # not Pillow's font
     # Each font draws ten different digits (a font without digit glyphs would draw one box ten times).
     assert len(translation.MATPLOTLIB_FONTS) == 21
-    for path in translation.matplotlib_fonts():
-        from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageDraw, ImageFont
 
+    for path in translation.matplotlib_fonts():
         font = ImageFont.truetype(str(path), 40)
         drawn = set()
         for d in "0123456789":

@@ -136,9 +136,13 @@ def evaluate_translation(loaded, options: dict, device, result: dict) -> dict:
         if "label_preservation" in wanted:
             if options["backbone"] != "classifier":
                 raise UserError("label_preservation reads the target domain's classes: use backbone=classifier")
-            m["label_preservation"] = float((fake_p.argmax(1) == test["labels_A"].numpy()).mean())
+            source_labels = test["labels_A"].numpy()
+            kept = fake_p.argmax(1) == source_labels
+            m["label_preservation"] = float(kept.mean())
+            result["label_preservation_by_class"] = {int(c): float(kept[source_labels == c].mean())
+                                                     for c in np.unique(source_labels)}
             protocol["label_preservation"] = ("share of test translations the target domain's classifier gives the "
-                                              "source image's label")
+                                              "source image's label (label_preservation_by_class: per source class)")
     if "label_preservation_joint" in wanted:
         m["label_preservation_joint"] = _joint_preservation(data, target_side, test, fake, options, device, result)
         protocol["label_preservation_joint"] = ("share of test translations a classifier of both domains' training "
