@@ -218,6 +218,12 @@ def main():
         "",
         *notes,
     ]
+    if args.keep:  # a run folder left by an earlier run would fail its job only after the others have trained
+        stale = [args.keep / f"{data}-{preset}" for data in args.data for preset in args.presets
+                 if (args.keep / f"{data}-{preset}").exists()]
+        if stale:
+            raise SystemExit(f"{stale[0]} exists (from an earlier run of this benchmark); remove it or keep the runs "
+                             "elsewhere with --keep")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
