@@ -6,6 +6,7 @@ fidelity-variety curve from truncation.
     python benchmarks/class_scale.py --quick         # 10 CPU seconds per run, digits only (a smoke run)
     python benchmarks/class_scale.py --timing-only   # step 3 alone, appended to the results
     python benchmarks/class_scale.py --curves-only   # steps 2 and 3 on the runs kept by an earlier step 1
+    python benchmarks/class_scale.py --reuse         # all steps; finished runs kept under --work are not retrained
 
 Step 1 is benchmarks/image_quality.py (see its docstring: calibration to the budget, classifier FID against
 half of the data, precision/recall, IS, class accuracy and intra-class FID, per-class sample grids, FID at each
@@ -65,6 +66,8 @@ def main():
                         help="presets whose CPU seconds per G step are measured (on digits) and tabled, trained or not")
     parser.add_argument("--timing-only", action="store_true",
                         help="step 3 alone: append the step times to --out (after a run of steps 1 and 2)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="step 1 scores the finished runs kept under --work instead of training them again")
     parser.add_argument("--curves-only", action="store_true",
                         help="steps 2 and 3 on the runs kept under --work (step 1's section already in --out)")
     parser.add_argument("--samples", type=int, default=5000, help="samples scored at each truncation threshold")
@@ -77,6 +80,7 @@ def main():
     step1 = [sys.executable, HERE / "image_quality.py", "--presets", *args.presets, "--keep", runs, "--out", args.out,
              "--title", f"Class-conditional GANs at scale after {10 if args.quick else args.budget:g} CPU seconds"]
     step1 += ["--quick"] if args.quick else ["--budget", str(args.budget), "--curve", "4"]
+    step1 += ["--reuse"] if args.reuse else []
     if not args.curves_only:
         subprocess.run([str(a) for a in step1], check=True)
 

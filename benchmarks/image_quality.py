@@ -133,20 +133,40 @@ def cpu_per_step(preset, data, mnist_root) -> float:
         return max(extra, 1e-3) / k
 
 
+def finished_run(run_dir: Path) -> dict | None:
+    """The steps and seconds of a finished run kept by an earlier run of this benchmark (None if there is
+    none): from the benchmark.json it writes beside the run, else from the run's own metrics.json (its wall
+    seconds; its CPU seconds then unknown)."""
+    ours, theirs = run_dir / "benchmark.json", run_dir / "metrics.json"
+    if ours.is_file():
+        return json.loads(ours.read_text())
+    if theirs.is_file() and (m := json.loads(theirs.read_text()))["status"] == "finished":
+        return {"steps": m["steps"], "cpu_s": None, "wall_s": m["wall_s"]}
+    return None
+
+
 def run_one(preset, data, mnist_root, budget, work: Path, half_b, count, threads, keep: Path | None = None,
-            curve: int = 0):
+            curve: int = 0, reuse: bool = False):
     """Calibrate, train for the budget, score; in a process of its own with `threads` threads. The run
     folder goes under `keep` when given (for figures drawn from the trained nets), else into `work`. With
-    curve=K the run also saves a checkpoint at every K-th of its steps and each is scored (FID only)."""
+    curve=K the run also saves a checkpoint at every K-th of its steps and each is scored (FID only). With
+    reuse, a finished run already in its folder is scored without training."""
     from gan_cli.train import train
 
     torch.set_num_threads(threads)
-    steps = max(1, int(budget / cpu_per_step(preset, data, mnist_root)))
     run_dir = (keep or work) / f"{data}-{preset}"
-    every = steps // curve if curve > 1 and steps >= curve else 0
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
-    result = train(compose(run_overrides(preset, data, mnist_root, steps, every)), run_dir)
-    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    kept = finished_run(run_dir) if reuse else None
+    if kept:
+        steps, cpu, wall = kept["steps"], kept["cpu_s"], kept["wall_s"]
+        every = steps // curve if curve > 1 and steps >= curve else 0
+        result = {"grid": run_dir / "samples" / f"step_{steps:07d}.png"}
+    else:
+        steps = max(1, int(budget / cpu_per_step(preset, data, mnist_root)))
+        every = steps // curve if curve > 1 and steps >= curve else 0
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        result = train(compose(run_overrides(preset, data, mnist_root, steps, every)), run_dir)
+        cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+        (run_dir / "benchmark.json").write_text(json.dumps({"steps": steps, "cpu_s": cpu, "wall_s": wall}))
     metrics, _ = scores(["ckpt=" + str(run_dir), *eval_options(half_b, count, work / f"cache-{data}",
                                                                    work / f"eval-{data}-{preset}.json",
                                                                    preset.split("+")[0] in CLASS_CONDITIONAL)])
@@ -188,6 +208,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="10 CPU seconds per run, digits only")
     parser.add_argument("--out", type=Path, default=RESULTS / "image_quality.md")
     parser.add_argument("--keep", type=Path, help="keep the run folders (checkpoints, grids) under this folder")
+    parser.add_argument("--reuse", action="store_true",
+                        help="score the finished runs already under --keep instead of training them again")
     parser.add_argument("--curve", type=int, default=0, metavar="K",
                         help="also score each run after every K-th of its steps (FID only): how FID moves with steps")
     parser.add_argument("--title", default="Sample quality after a fixed CPU budget", help="the section heading")
@@ -219,11 +241,12 @@ def main():
         *notes,
     ]
     if args.keep:  # a run folder left by an earlier run would fail its job only after the others have trained
-        stale = [args.keep / f"{data}-{preset}" for data in args.data for preset in args.presets
-                 if (args.keep / f"{data}-{preset}").exists()]
+        stale = [folder for folder in (args.keep / f"{data}-{preset}" for data in args.data for preset in args.presets)
+                 if folder.exists() and not (args.reuse and finished_run(folder))]
         if stale:
-            raise SystemExit(f"{stale[0]} exists (from an earlier run of this benchmark); remove it or keep the runs "
-                             "elsewhere with --keep")
+            raise SystemExit(f"{stale[0]} exists (from an earlier run of this benchmark"
+                             f"{', unfinished' if args.reuse else ''}); remove it, keep the runs elsewhere with "
+                             f"--keep{'' if args.reuse else ', or score the finished ones with --reuse'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,15 +261,15 @@ def main():
             floors[data] = (metrics, accuracy, count, time.perf_counter() - start)
             print(f"{data}: floor FID {metrics['fid']:.3f} ({count} images a side, classifier "
                   f"{100 * accuracy:.1f}%)", flush=True)
-            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1, args.keep, args.curve)
-                     for preset in args.presets]
+            jobs += [(preset, data, args.mnist, args.budget, work, half_b, count, 1, args.keep, args.curve,
+                      args.reuse) for preset in args.presets]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in as_completed([pool.submit(run_one, *job) for job in jobs]):
                 row = future.result()
                 results.append(row)
                 with args.out.with_suffix(".runs.jsonl").open("a") as f:  # each run kept as it finishes
                     f.write(json.dumps({k: v for k, v in row.items() if k != "grid"}) + "\n")
-                print(f"{row['data']:6s} {row['preset']:8s} {row['steps']:5d} steps, {row['cpu_s']:.0f} CPU s: "
+                print(f"{row['data']:6s} {row['preset']:8s} {row['steps']:5d} steps, {row['cpu_s'] or 0:.0f} CPU s: "
                       f"FID {row['metrics']['fid']:.2f}", flush=True)
 
         for data in args.data:
@@ -265,7 +288,8 @@ def main():
                 if "accuracy" in m and r["preset"].split("+")[0] in ("acgan", "sngan_projection"):
                     class_accuracy += " (goal > 90: " + ("met)" if m["accuracy"] > 0.9 else "missed)")
                 intra = f"{m['intra_fid']:.2f}" if "intra_fid" in m else ""
-                table_rows.append([f"`{r['preset']}`", r["steps"], f"{r['cpu_s']:.0f}", f"{m['fid']:.2f}",
+                seconds = f"{r['cpu_s']:.0f}" if r["cpu_s"] is not None else f"({r['wall_s']:.0f} wall)"
+                table_rows.append([f"`{r['preset']}`", r["steps"], seconds, f"{m['fid']:.2f}",
                                    f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['is_mean']:.2f}",
                                    class_accuracy, intra, f"`gan-train {run}`"])
                 if args.curve:
