@@ -23,8 +23,8 @@ Each section is written by its own script, which can also be run alone (see thei
   search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
   stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN (full and quarter-width D), packed,
                      RpGAN + R1 + R2, R3GAN
-  class_scale.py     sngan_projection, sagan and biggan (presets and narrowed) after 1,500 CPU seconds on digits
-                     and MNIST, and BigGAN's truncation curve
+  class_scale.py     sngan_projection, sagan and biggan (narrowed) after 1,500 CPU seconds on digits and MNIST,
+                     BigGAN's truncation curve, and the CPU seconds per step of the full-width presets
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
                      class accuracy and intra-class FID of the conditional presets; run a second time
                      for acgan and sngan_projection with the longer budget their accuracy goal is set at,
