@@ -383,8 +383,9 @@ UNPAIRED_DEMOS = {"printed": "handwritten <-> printed digits", "fonts": "handwri
 
 def unpaired_demo(demo: str, load: int):
     """The two sides of an offline demo: (images, labels) each, and the pair's name. printed: the bundled
-    digits and as many drawn from Pillow's font; fonts: the same drawn from 21 fonts; photo: the bundled digits split in two disjoint halves,
-    the second blended into photo patches (photo_digits), so no digit appears on both sides; both in RGB."""
+    digits and as many drawn from Pillow's font; fonts: the same drawn from 21 fonts; photo: the bundled
+    digits split in two disjoint halves, the second blended into photo patches (photo_digits), so no digit
+    appears on both sides; both in RGB."""
     if demo not in UNPAIRED_DEMOS:
         raise UserError(f"unknown dataset.demo '{demo}'; choose one of: {', '.join(UNPAIRED_DEMOS)}")
     handwritten, labels = digit_images(load)
