@@ -107,7 +107,7 @@ def main():
         values = list(pool.map(lambda j: rerun_trial(*j, args.trial_steps, args.work, env), jobs))
     reranked = [(t, [t.value, *values[i * len(args.rerank_seeds):(i + 1) * len(args.rerank_seeds)]])
                 for i, t in enumerate(top)]
-    best_trial, best_values = max(reranked, key=lambda r: statistics.fmean(r[1]))
+    best_trial = max(reranked, key=lambda r: statistics.fmean(r[1]))[0]
     found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
     # the found setting's runs are named by its trial, so a study that finds a new best never reuses old runs
