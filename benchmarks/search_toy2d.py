@@ -104,9 +104,9 @@ def main():
     top = sorted(trials, key=lambda t: -t.value)[: max(1, args.rerank)]
     jobs = [(t, s) for t in top for s in args.rerank_seeds]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        values = list(pool.map(lambda j: rerun_trial(*j, args.trial_steps, args.work, env), jobs))
-    reranked = [(t, [t.value, *values[i * len(args.rerank_seeds):(i + 1) * len(args.rerank_seeds)]])
-                for i, t in enumerate(top)]
+        values = pool.map(lambda j: rerun_trial(*j, args.trial_steps, args.work, env), jobs)
+        score = {(t.number, s): v for (t, s), v in zip(jobs, values)}
+    reranked = [(t, [t.value, *(score[t.number, s] for s in args.rerank_seeds)]) for t in top]
     best_trial = max(reranked, key=lambda r: statistics.fmean(r[1]))[0]
     found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
