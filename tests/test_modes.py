@@ -335,6 +335,32 @@ def test_r3gan_nets_at_each_size_with_and_without_labels(side):
     assert "must divide" in one_line(err)
 
 
+def test_r3gan_widths_per_stage_from_4x4_up():
+    widths = [16, 8, 8, 4]  # 4x4, 8x8, 16x16, 32x32
+    G = registry.build("generator", {"name": "r3gan", "width": widths, "groups": 4}, shape=(3, 32, 32))
+    D = registry.build("discriminator", {"name": "r3gan", "width": widths, "groups": 4}, shape=(3, 32, 32))
+    assert [stage[0].expand.in_channels for stage in G.stages] == widths
+    assert [stage[0].expand.in_channels for stage in D.stages] == widths[::-1]  # D walks from the image down
+    assert G.basis.shape == (16, 4, 4) and G.to_image.in_channels == 4
+    assert D.from_image.out_channels == 4 and D.basis.in_channels == 16 and D.to_score.in_features == 16
+    # Only where the width changes is there a 1x1 conv (16 -> 8, 8 -> 4 in G; 4 -> 8, 8 -> 16 in D).
+    assert [len(up) for up in G.ups] == [2, 1, 2] and [len(down) for down in D.downs] == [2, 1, 2]
+    x = G(torch.randn(5, 64))
+    assert x.shape == (5, 3, 32, 32) and D(x).shape == (5,)
+    # One number and the same number per stage build the same net, draw for draw.
+    torch.manual_seed(0)
+    one = registry.build("discriminator", {"name": "r3gan", "width": 8, "groups": 4}, shape=(3, 16, 16))
+    torch.manual_seed(0)
+    listed = registry.build("discriminator", {"name": "r3gan", "width": [8, 8, 8], "groups": 4}, shape=(3, 16, 16))
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), listed.state_dict().values()))
+    for width, words in (([8, 8], "lists 2 widths, but 32x32 images have 4 stages (4, 8, 16, 32)"),
+                         ([8, 0, 8, 8], "must be a positive integer or a list of them"),
+                         ([8, 6, 8, 8], "must divide the blocks' inner width, width x expansion = 12")):
+        with pytest.raises(UserError) as err:
+            registry.build("generator", {"name": "r3gan", "width": width, "groups": 8}, shape=(3, 32, 32))
+        assert words in one_line(err)
+
+
 def test_decay_to_and_beta2_end_follow_the_rate_curve():
     from gan_cli.schedules import LRSchedule
 

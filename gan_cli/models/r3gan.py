@@ -14,6 +14,8 @@ normalisation anywhere:
             depthwise 4x4 conv (the 4x4 basis) -> linear to one score, or under conditioning=projection to
             a vector whose inner product with the class embedding is the score
 
+`width` is one number for every stage or a list of one a stage from 4x4 up (D reads it from the image down),
+as the paper narrows the stages of the highest resolutions; a 1x1 conv joins two stages of different widths.
 Resampling is low-pass filtered: the [1, 2, 1] binomial filter after inserting zeros (up) or before
 dropping every other pixel (down). Initialisation (the paper's fix-up style): every weight drawn
 N(0, gain^2 / fan_in), the gain of the leaky ReLU inside the blocks and scaled by L^(-1/4) for L blocks in
@@ -108,8 +110,9 @@ class Downsample(nn.Module):
                         groups=x.shape[1])
 
 
-def _check(who: str, shape, width, blocks, expansion, groups) -> int:
-    """The number of stages (4x4 up to the side), after one line for each option that cannot work."""
+def _check(who: str, shape, width, blocks, expansion, groups) -> list[int]:
+    """The width of each stage, 4x4 up to the side (one stage a doubling), after one line for each option that
+    cannot work. `width` is one number for every stage or a list of one per stage, from 4x4 up."""
     if len(shape) != 3:
         raise UserError(f"the r3gan {who} works on images, but this data set holds {len(shape)}-D vectors; use "
                         "generator=mlp discriminator=mlp (or model=gan)")
@@ -117,13 +120,23 @@ def _check(who: str, shape, width, blocks, expansion, groups) -> int:
     if h != w or h < 4 or h & (h - 1):
         raise UserError(f"the r3gan {who} needs square images with a power-of-two side of at least 4, got {h}x{w}; "
                         "set dataset.resolution to 16, 32, 64, ...")
-    for name, value in (("width", width), ("blocks", blocks), ("expansion", expansion), ("groups", groups)):
+    stages = int(math.log2(h // 4)) + 1
+    scalar = width is None or isinstance(width, (int, float, str))
+    widths = [width] * stages if scalar else list(width)
+    sides = ", ".join(str(4 * 2 ** i) for i in range(stages))
+    if len(widths) != stages:
+        raise UserError(f"{who}.width lists {len(widths)} widths, but {h}x{w} images have {stages} stages "
+                        f"({sides}): give one number, or one a stage from 4x4 up")
+    if any(not isinstance(value, int) or isinstance(value, bool) or value < 1 for value in widths):
+        raise UserError(f"{who}.width must be a positive integer or a list of them, got {width!r}")
+    for name, value in (("blocks", blocks), ("expansion", expansion), ("groups", groups)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{who}.{name} must be a positive integer, got {value!r}")
-    if (width * expansion) % groups:
-        raise UserError(f"{who}.groups ({groups}) must divide the blocks' inner width, width x expansion = "
-                        f"{width * expansion}")
-    return int(math.log2(h // 4)) + 1
+    for value in widths:
+        if (value * expansion) % groups:
+            raise UserError(f"{who}.groups ({groups}) must divide the blocks' inner width, width x expansion = "
+                            f"{value * expansion}")
+    return widths
 
 
 def _stage(width, blocks, expansion, groups, total) -> nn.Sequential:
@@ -134,26 +147,27 @@ class R3GANGenerator(nn.Module):
     """z (N, z_dim) -> images. Class-conditional (class_input concat): a learned embedding of the label
     (z_dim long, as the paper's) beside z. code_dim: InfoGAN's codes beside z."""
 
-    def __init__(self, shape, z_dim: int = 64, width: int = 32, blocks: int = 1, expansion: int = 2, groups: int = 8,
+    def __init__(self, shape, z_dim: int = 64, width: int | list[int] = 32, blocks: int = 1, expansion: int = 2, groups: int = 8,
                  *, num_classes: int = 0, class_input: str = "concat", code_dim: int = 0):
         super().__init__()
         if not isinstance(z_dim, int) or isinstance(z_dim, bool) or z_dim < 1:
             raise UserError(f"generator.z_dim must be a positive integer, got {z_dim!r}")
         if num_classes:
             check_condition("generator", num_classes, class_input, ("concat", "cbn"))  # both: the embedding beside z
-        stages = _check("generator", shape, width, blocks, expansion, groups)
+        widths = _check("generator", shape, width, blocks, expansion, groups)
         self.shape, self.z_dim, self.num_classes, self.code_dim = tuple(shape), z_dim, int(num_classes), int(code_dim)
-        total = stages * blocks
+        total = len(widths) * blocks
         self.embed = _init(nn.Linear(num_classes, z_dim, bias=False), 1.0) if num_classes else None
         inputs = z_dim * (2 if num_classes else 1) + self.code_dim
-        self.basis = nn.Parameter(torch.randn(width, 4, 4))
-        self.to_basis = _init(nn.Linear(inputs, width, bias=False), 1.0)
-        self.stages = nn.ModuleList([_stage(width, blocks, expansion, groups, total)])
+        self.basis = nn.Parameter(torch.randn(widths[0], 4, 4))
+        self.to_basis = _init(nn.Linear(inputs, widths[0], bias=False), 1.0)
+        self.stages = nn.ModuleList([_stage(widths[0], blocks, expansion, groups, total)])
         self.ups = nn.ModuleList()
-        for _ in range(stages - 1):
-            self.ups.append(Upsample(width))
-            self.stages.append(_stage(width, blocks, expansion, groups, total))
-        self.to_image = _conv(width, self.shape[0], 1, 1.0)
+        for before, after in zip(widths, widths[1:]):  # where the width changes: a 1x1 conv, then the up-sampling
+            change = [_conv(before, after, 1, 1.0)] if after != before else []
+            self.ups.append(nn.Sequential(*change, Upsample(after)))
+            self.stages.append(_stage(after, blocks, expansion, groups, total))
+        self.to_image = _conv(widths[-1], self.shape[0], 1, 1.0)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes:
@@ -174,7 +188,7 @@ class R3GANGenerator(nn.Module):
 class R3GANDiscriminator(nn.Module):
     """images -> one raw score each; class-conditional by projection (conditioning=projection)."""
 
-    def __init__(self, shape, width: int = 32, blocks: int = 1, expansion: int = 2, groups: int = 8, *,
+    def __init__(self, shape, width: int | list[int] = 32, blocks: int = 1, expansion: int = 2, groups: int = 8, *,
                  num_classes: int = 0, class_input: str = "none", head=()):
         super().__init__()
         if num_classes:
@@ -182,18 +196,22 @@ class R3GANDiscriminator(nn.Module):
         if head:
             raise UserError("the r3gan discriminator has no classifier head (conditioning acgan, infogan); use "
                             "conditioning=projection or none")
-        stages = _check("discriminator", shape, width, blocks, expansion, groups)
+        widths = _check("discriminator", shape, width, blocks, expansion, groups)[::-1]  # the image's side first
         self.shape, self.num_classes = tuple(shape), int(num_classes)
         self.class_input = class_input if num_classes else "none"
-        total = stages * blocks
-        self.from_image = _conv(self.shape[0], width, 1, 1.0)
-        self.stages = nn.ModuleList(_stage(width, blocks, expansion, groups, total) for _ in range(stages))
-        self.downs = nn.ModuleList(Downsample(width) for _ in range(stages - 1))
-        self.basis = _init(nn.Conv2d(width, width, 4, groups=width, bias=False), 1.0)  # depthwise 4x4
-        self.embed_dim = width if num_classes else 1
-        self.to_score = _init(nn.Linear(width, self.embed_dim, bias=False), 1.0)
+        total = len(widths) * blocks
+        self.from_image = _conv(self.shape[0], widths[0], 1, 1.0)
+        self.stages = nn.ModuleList(_stage(w, blocks, expansion, groups, total) for w in widths)
+        self.downs = nn.ModuleList()  # the down-sampling, then a 1x1 conv where the width changes
+        for before, after in zip(widths, widths[1:]):
+            change = [_conv(before, after, 1, 1.0)] if after != before else []
+            self.downs.append(nn.Sequential(Downsample(before), *change))
+        last = widths[-1]
+        self.basis = _init(nn.Conv2d(last, last, 4, groups=last, bias=False), 1.0)  # depthwise 4x4
+        self.embed_dim = last if num_classes else 1
+        self.to_score = _init(nn.Linear(last, self.embed_dim, bias=False), 1.0)
         # The projection: a linear embedding of the one-hot label, scaled so that the score starts near N(0, 1).
-        self.embed = _init(nn.Linear(num_classes, width, bias=False), 1 / math.sqrt(width)) if num_classes else None
+        self.embed = _init(nn.Linear(num_classes, last, bias=False), 1 / math.sqrt(last)) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, head: bool = False):
         if self.num_classes and y is None:
