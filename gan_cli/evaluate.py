@@ -346,7 +346,8 @@ def output_path(options: dict, result: dict) -> Path:
         return Path(options["out"]).expanduser()
     if "checkpoint" in result:
         ckpt = Path(result["checkpoint"])
-        return ckpt.parent / f"eval-{options['backbone']}-step_{result['step']:07d}.json"
+        way = "-BtoA" if options.get("direction") == "BtoA" else ""  # G_BA's report beside G_AB's, not over it
+        return ckpt.parent / f"eval-{options['backbone']}{way}-step_{result['step']:07d}.json"
     return Path("eval.json")
 
 

@@ -359,7 +359,7 @@ def test_paired_scores_match_scikit_image_and_numpy():
 
 def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
     from gan_cli import build
-    from gan_cli.evaluate import evaluate, parse_args
+    from gan_cli.evaluate import evaluate, output_path, parse_args
 
     def scored(run, *args):
         return evaluate(parse_args([f"ckpt={runs / run}", f"cache_dir={shared_cache}", "progress=false", *args]))
@@ -379,6 +379,11 @@ def test_gan_eval_scores_translations_by_what_applies(runs, shared_cache):
     back = scored("cyclegan", "metrics=[fid,label_preservation]", "direction=BtoA")
     assert "G_BA" in back["protocol"]["fake"] and "test B images" in back["protocol"]["fake"]
     assert set(back["metrics"]) == {"fid", "label_preservation"} and back["metrics"] != cycle
+    # G_BA's report is written beside G_AB's, not over it.
+    where = {way: output_path(parse_args([f"ckpt={runs / 'cyclegan'}", f"direction={way}"]), result)
+             for way, result in (("AtoB", cycle_result), ("BtoA", back))}
+    assert where["AtoB"].parent == where["BtoA"].parent and where["AtoB"] != where["BtoA"]
+    assert where["BtoA"].name.startswith("eval-classifier-BtoA-step_")
     with pytest.raises(UserError, match="direction=BtoA scores CycleGAN's G_BA"):
         scored("pix2pix", "direction=BtoA")
     with pytest.raises(UserError, match="has no pairs"):
