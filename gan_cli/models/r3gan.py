@@ -147,8 +147,8 @@ class R3GANGenerator(nn.Module):
     """z (N, z_dim) -> images. Class-conditional (class_input concat): a learned embedding of the label
     (z_dim long, as the paper's) beside z. code_dim: InfoGAN's codes beside z."""
 
-    def __init__(self, shape, z_dim: int = 64, width: int | list[int] = 32, blocks: int = 1, expansion: int = 2, groups: int = 8,
-                 *, num_classes: int = 0, class_input: str = "concat", code_dim: int = 0):
+    def __init__(self, shape, z_dim: int = 64, width: int | list[int] = 32, blocks: int = 1, expansion: int = 2,
+                 groups: int = 8, *, num_classes: int = 0, class_input: str = "concat", code_dim: int = 0):
         super().__init__()
         if not isinstance(z_dim, int) or isinstance(z_dim, bool) or z_dim < 1:
             raise UserError(f"generator.z_dim must be a positive integer, got {z_dim!r}")
