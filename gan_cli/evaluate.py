@@ -24,7 +24,8 @@ from gan_cli.metrics import scores
 from gan_cli.metrics import toy2d as toy2d_metrics
 from gan_cli.metrics.backbones import InceptionBackbone, StackedClassifierBackbone
 from gan_cli.metrics.protocol import (build_data, classifier_backbone, dataset_node, equal_sizes,  # noqa: F401
-                                      extract, labelled_split, mode_coverage, real_features, seeded_order, to_uint8)
+                                      extract, labelled_split, mode_coverage, real_features, seeded_order,
+                                      stacked_channels, to_uint8)
 from gan_cli.options import parse as parse_options
 from gan_cli.options import positive_int
 
@@ -287,9 +288,12 @@ def evaluate(options: dict) -> dict:
             raise UserError("metrics=[modes] reads Stacked MNIST's digits: give real=stacked_mnist")
         m.update(mode_coverage(fake_p.argmax(1), fake_p.shape[1]))
         m["modes_total"] = fake_p.shape[1]
+        m.update(stacked_channels(fake_p.argmax(1)))
         protocol["modes"] = (f"each channel of {len(fake_p)} samples labelled by the digit classifier (test accuracy "
                              f"{100 * backbone.accuracy:.2f}%); modes: triples with at least one sample; reverse KL: "
-                             "KL(p || uniform) of the triples' histogram (PacGAN's definition)")
+                             "KL(p || uniform) of the triples' histogram (PacGAN's definition); channel_kl: each "
+                             "channel's digit histogram against uniform, between_channels_kl: the rest, KL(p || "
+                             "p_R p_G p_B); digit_shares: each channel's share of each digit")
     if "fid" in options["metrics"]:
         mu, sigma = scores.gaussian(fake_f.astype(np.float64))
         m["fid"] = scores.frechet_distance(mu, sigma, real["mu"], real["sigma"])
@@ -378,6 +382,9 @@ def table(result: dict) -> str:
             continue
         if key == "modes":  # a count, and of how many where that is known (Stacked MNIST's 1,000)
             value = f"{m[key]}" + (f" of {m['modes_total']}" if "modes_total" in m else "")
+        elif key == "reverse_kl" and "channel_kl" in m:  # Stacked MNIST: the KL's parts beside it
+            value = (f"{m[key]:.4f}  (channels R {m['channel_kl'][0]:.4f}, G {m['channel_kl'][1]:.4f}, "
+                     f"B {m['channel_kl'][2]:.4f}; between channels {m['between_channels_kl']:.4f})")
         else:
             value = f"{m[key]:.4f}"
         std_key = key.replace("_mean", "_std")

@@ -14,7 +14,7 @@ from gan_cli import UserError, build, checkpoint, losses, registry
 from gan_cli.data.images import digit_images
 from gan_cli.data.stacked import epoch_triples, stack_label
 from gan_cli.metrics.backbones import StackedClassifierBackbone
-from gan_cli.metrics.protocol import digit_split, mode_coverage
+from gan_cli.metrics.protocol import digit_split, mode_coverage, stacked_channels
 from gan_cli.models.pack import Packed
 from gan_cli.train import train
 from tests.conftest import SHARED_DATA, one_line, tiny_config
@@ -112,6 +112,30 @@ def test_mode_coverage_on_hand_made_histograms():
     assert one["modes"] == 1 and one["reverse_kl"] == pytest.approx(math.log(1000))
     half = mode_coverage(np.arange(1000) % 500, 1000)  # 500 modes, evenly: KL = log 2
     assert half["modes"] == 500 and half["reverse_kl"] == pytest.approx(math.log(2))
+
+
+def test_stacked_kl_splits_into_channels_and_what_joins_them():
+    every = np.arange(26_000) % 1000  # every triple alike: nothing to split
+    split = stacked_channels(every)
+    assert split["channel_kl"] == pytest.approx([0, 0, 0], abs=1e-12)
+    assert split["between_channels_kl"] == pytest.approx(0, abs=1e-12)
+    assert split["digit_shares"] == [[0.1] * 10] * 3
+    red_seven = 700 + np.arange(1000) % 100  # red always 7, green and blue even and independent
+    split = stacked_channels(red_seven)
+    assert split["channel_kl"] == pytest.approx([math.log(10), 0, 0])
+    assert split["between_channels_kl"] == pytest.approx(0, abs=1e-12)
+    assert split["digit_shares"][0][7] == 1.0
+    same = np.repeat(np.arange(10) * 111, 50)  # 000, 111, ..., 999: each channel even, all three equal
+    split = stacked_channels(same)
+    assert split["channel_kl"] == pytest.approx([0, 0, 0], abs=1e-12)
+    assert split["between_channels_kl"] == pytest.approx(math.log(100)) == mode_coverage(same, 1000)["reverse_kl"]
+    rng = np.random.default_rng(0)  # any histogram: the parts add up to the whole
+    drawn = rng.choice(1000, 5000, p=rng.dirichlet(np.ones(1000)))
+    split = stacked_channels(drawn)
+    assert sum(split["channel_kl"]) + split["between_channels_kl"] == \
+        pytest.approx(mode_coverage(drawn, 1000)["reverse_kl"])
+    with pytest.raises(ValueError):
+        stacked_channels(np.array([1000]))
 
 
 class _FixedDigits:
@@ -263,7 +287,9 @@ def test_gan_eval_counts_the_modes_of_a_stacked_mnist_checkpoint(tmp_path, digit
     images = torch.cat([((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
                         for x in loaded.game.generate(loaded.nets, 300, 0, CPU, 250)])
     digits = [backbone.digit.features(images[:, k:k + 1])[1].argmax(1) for k in range(3)]
-    assert m == {**mode_coverage(digits[0] * 100 + digits[1] * 10 + digits[2], 1000), "modes_total": 1000}
+    triples = digits[0] * 100 + digits[1] * 10 + digits[2]
+    assert m == {**mode_coverage(triples, 1000), **stacked_channels(triples), "modes_total": 1000}
+    assert sum(m["channel_kl"]) + m["between_channels_kl"] == pytest.approx(m["reverse_kl"])
     with pytest.raises(UserError) as err:
         evaluate(parse_args([f"ckpt={run}", "metrics=[modes]", "backbone=inception", "progress=false"]))
     assert "backbone=classifier" in one_line(err)
