@@ -15,7 +15,9 @@ of every setting first), measuring the modes of --eval-samples samples every --s
 KL(p || uniform) as PacGAN does (26,000 samples).
 Each finished run is appended to <out>/stacked_mnist.runs.jsonl and the report is rewritten, so the benchmark
 can be stopped at any time and continued later, even from a fresh clone: stored runs of the same steps are kept.
-Writes <out>/stacked_mnist.md, .json and .png (modes covered against steps, mean over seeds).
+Writes <out>/stacked_mnist.md, .json and .png (modes covered against steps, mean over seeds). The report splits each
+run's KL into its channels' digit skews and their dependence (gan-eval's channel_kl, between_channels_kl), and
+sets real stacks beside the runs: the floor a perfect G would reach with this many samples and this classifier.
 """
 
 import argparse
@@ -37,12 +39,15 @@ SETTINGS = {  # name -> the gan-train overrides beside dataset=stacked_mnist
     "dcgan": ["model=dcgan"],
     "dcgan, D width 16": ["model=dcgan", "discriminator.width=16"],
     "dcgan, pack=2": ["model=dcgan", "discriminator.pack=2"],
+    "dcgan, pack=2, G_ema": ["model=dcgan", "discriminator.pack=2", "trainer.g_ema=0.999"],
     "RpGAN + R1 + R2, dcgan nets": ["model=dcgan", "loss=relativistic", "loss.r1_gamma=0.05", "loss.r2_gamma=0.05",
                                     "loss.gamma_end_factor=0.1", "optimizer.betas=[0.0,0.9]"],
     "r3gan": ["model=r3gan"],
     "r3gan, widths 128-64-32-16": ["model=r3gan", "generator.width=[128,64,32,16]",
                                    "discriminator.width=[128,64,32,16]"],
 }
+# Settings that differ from another only by a moving average of G's weights (one lerp a step) take its steps.
+SAME_STEPS = {"dcgan, pack=2, G_ema": "dcgan, pack=2"}
 PUBLISHED = [  # (setting, modes, KL, source)
     ("DCGAN", "99", "3.40", "PacGAN (Lin et al. 2018), Table 2"),
     ("VEEGAN", "150", "2.95", "PacGAN, Table 2"),
@@ -67,6 +72,7 @@ def steps_of(name, args, env) -> int:
     difference over 20, so a run's fixed costs do not count) and kept beside the results."""
     if args.steps:
         return args.steps
+    name = SAME_STEPS.get(name, name)
     record = args.out / "stacked_mnist.calibration.json"
     seconds_a_step = json.loads(record.read_text()) if record.exists() else {}
     if name not in seconds_a_step:
@@ -102,9 +108,39 @@ def one_run(name, seed, steps, args, env) -> dict:
     events.Reload()
     curve = [(e.step, e.value) for e in events.Scalars("eval/modes")] if "eval/modes" in events.Tags()["scalars"] \
         else []
-    return {"name": name, "seed": seed, "steps": steps, "modes": data["metrics"]["modes"],
-            "kl": data["metrics"]["reverse_kl"], "seconds": seconds, "accuracy": data.get("classifier_test_accuracy"),
-            "curve": curve}
+    m = data["metrics"]
+    return {"name": name, "seed": seed, "steps": steps, "modes": m["modes"], "kl": m["reverse_kl"],
+            "channel_kl": m.get("channel_kl"), "between_channels_kl": m.get("between_channels_kl"),
+            "seconds": seconds, "accuracy": data.get("classifier_test_accuracy"), "curve": curve}
+
+
+def floor(args, env) -> dict:
+    """The metric on real stacks (--samples of them from the MNIST test digits, written as PNGs and read by
+    gan-eval fake=<folder>): what a perfect G would score, sampling noise and classifier errors included.
+    Kept in <out>/stacked_mnist.floor.json."""
+    record = args.out / "stacked_mnist.floor.json"
+    if record.exists() and json.loads(record.read_text())["samples"] == args.samples:
+        return json.loads(record.read_text())
+    from PIL import Image
+
+    from gan_cli.data.stacked import digits_of, epoch_triples, stack
+
+    folder = args.work / "real-stacks"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    digits, labels = digits_of(args.root, "test", 32)
+    images, _ = stack(digits, labels, epoch_triples(len(digits), args.samples, 12345, 0))
+    for i, image in enumerate(images):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    report = args.work / "real-stacks-eval.json"
+    run_command(BIN / "gan-eval", f"fake={folder}", "real=stacked_mnist", f"real_root={args.root}", "real_split=test",
+                "metrics=[modes]", f"num_samples={args.samples}", f"out={report}", "progress=false", env=env)
+    m = json.loads(report.read_text())["metrics"]
+    shutil.rmtree(folder, ignore_errors=True)
+    result = {"samples": args.samples, "modes": m["modes"], "kl": m["reverse_kl"], "channel_kl": m["channel_kl"],
+              "between_channels_kl": m["between_channels_kl"]}
+    record.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def plot(rows, path: Path, eval_samples: int) -> None:
@@ -150,6 +186,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     steps = {name: steps_of(name, args, env) for name in args.settings}  # timed one at a time, before the runs
+    args.floor = floor(args, env)  # no training: --table-only measures it too where it is missing
     store = args.out / "stacked_mnist.runs.jsonl"
     stored = [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
     rows = {(r["name"], r["seed"]): r for r in stored if r["name"] in steps and r["steps"] == steps[r["name"]]
@@ -182,15 +219,25 @@ def report(rows, args, steps) -> list:
         spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
         return f"{statistics.fmean(values):.{digits}f}{spread}"
 
+    def split(r):  # the KL's parts: each channel's digit skew, then the channels' dependence
+        if not r.get("channel_kl"):
+            return "-"
+        return f"{' + '.join(f'{k:.3f}' for k in r['channel_kl'])} + {r['between_channels_kl']:.3f}"
+
     measured = []
     for name in args.settings:
         own = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
         if not own:
-            measured.append((name, "", "", "not run yet", steps[name], ""))
+            measured.append((name, "", "", "not run yet", "", steps[name], ""))
             continue
         measured.append((name, mean_sd([r["modes"] for r in own], 1), mean_sd([r["kl"] for r in own], 3),
-                         ", ".join(f"{r['seed']}: {r['modes']} / {r['kl']:.3f}" for r in own), steps[name],
+                         ", ".join(f"{r['seed']}: {r['modes']} / {r['kl']:.3f}" for r in own),
+                         "; ".join(split(r) for r in own), steps[name],
                          f"{statistics.fmean(r['seconds'] for r in own):.0f}"))
+    real = args.floor
+    if real:
+        measured.append((f"real stacks ({real['samples']:,} of the MNIST test digits: the floor)", str(real["modes"]),
+                         f"{real['kl']:.3f}", "", split(real), "", ""))
     accuracy = rows[0]["accuracy"]
     lines = ["# Stacked MNIST: modes covered (of 1,000) and KL(p || uniform)", "",
              f"Machine: {machine('cpu')}; one thread a run, two runs at a time. Stacked MNIST from the MNIST test "
@@ -198,7 +245,8 @@ def report(rows, args, steps) -> list:
              f"batch 64 per run, seeds {', '.join(map(str, args.seeds))}; modes and KL "
              f"of {args.samples:,} samples read by the digit classifier (test accuracy "
              f"{100 * accuracy:.2f}% on held-out digits).", "",
-             *table(("setting", "modes", "KL", "per seed (seed: modes / KL)", "steps", "train s"), measured), "",
+             *table(("setting", "modes", "KL", "per seed (seed: modes / KL)",
+                     "KL = channels R + G + B + between (per seed)", "steps", "train s"), measured), "",
              "Published (other nets, 128,000 stacks of the MNIST training images, longer training):", "",
              *table(("setting", "modes", "KL", "source"), PUBLISHED), "",
              "![modes against steps](stacked_mnist.png)"]
