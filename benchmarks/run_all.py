@@ -21,8 +21,8 @@ Each section is written by its own script, which can also be run alone (see thei
   probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
                      held-out MNIST digits (real MNIST test images)
   search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
-  stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN (full and quarter-width D), packed,
-                     RpGAN + R1 + R2, R3GAN
+  stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN (full and quarter-width D), packed
+                     (with and without G_ema), RpGAN + R1 + R2, R3GAN, beside real stacks (the metric's floor)
   class_scale.py     sngan_projection, sagan and biggan (narrowed) after 1,500 CPU seconds on digits and MNIST,
                      BigGAN's truncation curve, and the CPU seconds per step of the full-width presets
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;

@@ -1,8 +1,9 @@
 """Mode coverage on Stacked MNIST (1,000 modes) beside the published rows: DCGAN, DCGAN with its D at a quarter
 of the width (the setting in which the unrolled-GAN and VEEGAN papers saw DCGAN collapse), DCGAN with PacGAN's
-packing, RpGAN + R1 + R2 on the DCGAN nets, and R3GAN (the CPU preset's one width, and a width a stage).
+packing (also with a moving average of G, G_ema), RpGAN + R1 + R2 on the DCGAN nets, and R3GAN (the CPU preset's
+one width, and a width a stage).
 
-    python benchmarks/stacked_mnist.py                      3 seeds x 6 settings, 1,500 CPU seconds of training each
+    python benchmarks/stacked_mnist.py                      3 seeds x 7 settings, 1,500 CPU seconds of training each
     python benchmarks/stacked_mnist.py --table-only         the report again from the stored runs
     python benchmarks/stacked_mnist.py --steps 40 --seeds 0 --samples 1000 --out /tmp/smoke   a smoke run
 
@@ -15,7 +16,8 @@ of every setting first), measuring the modes of --eval-samples samples every --s
 KL(p || uniform) as PacGAN does (26,000 samples).
 Each finished run is appended to <out>/stacked_mnist.runs.jsonl and the report is rewritten, so the benchmark
 can be stopped at any time and continued later, even from a fresh clone: stored runs of the same steps are kept.
-Writes <out>/stacked_mnist.md, .json and .png (modes covered against steps, mean over seeds). The report splits each
+Writes <out>/stacked_mnist.md, .json, .png (modes covered against steps, mean over seeds) and _digits.png
+(each channel's share of each digit). The report splits each
 run's KL into its channels' digit skews and their dependence (gan-eval's channel_kl, between_channels_kl), and
 sets real stacks beside the runs: the floor a perfect G would reach with this many samples and this classifier.
 """
@@ -111,6 +113,7 @@ def one_run(name, seed, steps, args, env) -> dict:
     m = data["metrics"]
     return {"name": name, "seed": seed, "steps": steps, "modes": m["modes"], "kl": m["reverse_kl"],
             "channel_kl": m.get("channel_kl"), "between_channels_kl": m.get("between_channels_kl"),
+            "digit_shares": m.get("digit_shares"),
             "seconds": seconds, "accuracy": data.get("classifier_test_accuracy"), "curve": curve}
 
 
@@ -138,7 +141,7 @@ def floor(args, env) -> dict:
     m = json.loads(report.read_text())["metrics"]
     shutil.rmtree(folder, ignore_errors=True)
     result = {"samples": args.samples, "modes": m["modes"], "kl": m["reverse_kl"], "channel_kl": m["channel_kl"],
-              "between_channels_kl": m["between_channels_kl"]}
+              "between_channels_kl": m["between_channels_kl"], "digit_shares": m["digit_shares"]}
     record.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -163,6 +166,38 @@ def plot(rows, path: Path, eval_samples: int) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_digits(rows, real, path: Path, samples: int) -> None:
+    """Each channel's share of each digit (mean over seeds) for the settings that keep their modes (KL < 1),
+    beside the real stacks': where a channel's part of the KL comes from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    lines = [(name, [r["digit_shares"] for r in rows if r["name"] == name and r.get("digit_shares")])
+             for name in SETTINGS if all(r["kl"] < 1 for r in rows if r["name"] == name)]
+    lines = [(name, shares) for name, shares in lines if shares]
+    if real and real.get("digit_shares"):
+        lines.append(("real stacks", [real["digit_shares"]]))
+    for c, (ax, channel) in enumerate(zip(axes, ("red", "green", "blue"))):
+        for name, shares in lines:
+            mean = [100 * statistics.fmean(s[c][d] for s in shares) for d in range(10)]
+            label = name if name == "real stacks" else f"{name} ({len(shares)} seed{'s' * (len(shares) > 1)})"
+            ax.plot(range(10), mean, marker="o", label=label if c == 0 else None,
+                    **({"color": "black", "linewidth": 2.5} if name == "real stacks" else {}))
+        ax.axhline(10, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(range(10))
+        ax.set_xlabel(f"digit in the {channel} channel")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"share of {samples:,} samples (%)")
+    fig.suptitle("Stacked MNIST: how often each digit is drawn, channel by channel (mean over seeds)")
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -249,10 +284,12 @@ def report(rows, args, steps) -> list:
                      "KL = channels R + G + B + between (per seed)", "steps", "train s"), measured), "",
              "Published (other nets, 128,000 stacks of the MNIST training images, longer training):", "",
              *table(("setting", "modes", "KL", "source"), PUBLISHED), "",
-             "![modes against steps](stacked_mnist.png)"]
+             "![modes against steps](stacked_mnist.png)", "",
+             "![each channel's share of each digit](stacked_mnist_digits.png)"]
     (args.out / "stacked_mnist.md").write_text("\n".join(lines) + "\n")
     (args.out / "stacked_mnist.json").write_text(json.dumps(rows, indent=1))
     plot(rows, args.out / "stacked_mnist.png", args.eval_samples)
+    plot_digits(rows, args.floor, args.out / "stacked_mnist_digits.png", args.samples)
     return lines
 
 
