@@ -143,8 +143,7 @@ def mode_coverage(labels, modes: int) -> dict:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=modes).astype(np.float64)
     if len(counts) != modes or not counts.sum():
         raise ValueError(f"labels must lie in [0, {modes}) and there must be some, got {len(counts)} classes")
-    p = counts[counts > 0] / counts.sum()
-    return {"modes": int((counts > 0).sum()), "reverse_kl": max(float((p * np.log(p * modes)).sum()), 0.0)}
+    return {"modes": int((counts > 0).sum()), "reverse_kl": _kl_from_uniform(counts)}
 
 
 def _kl_from_uniform(counts: np.ndarray) -> float:
