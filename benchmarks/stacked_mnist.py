@@ -28,6 +28,7 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -122,24 +123,24 @@ def floor(args, env) -> dict:
     gan-eval fake=<folder>): what a perfect G would score, sampling noise and classifier errors included.
     Kept in <out>/stacked_mnist.floor.json."""
     record = args.out / "stacked_mnist.floor.json"
-    if record.exists() and json.loads(record.read_text())["samples"] == args.samples:
-        return json.loads(record.read_text())
+    kept = json.loads(record.read_text()) if record.exists() else {}
+    if kept.get("samples") == args.samples:
+        return kept
     from PIL import Image
 
     from gan_cli.data.stacked import digits_of, epoch_triples, stack
 
-    folder = args.work / "real-stacks"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder = Path(tempfile.mkdtemp(prefix="real-stacks-", dir=args.work))  # two runs started at once do not clash
     digits, labels = digits_of(args.root, "test", 32)
     images, _ = stack(digits, labels, epoch_triples(len(digits), args.samples, 12345, 0))
     for i, image in enumerate(images):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
-    report = args.work / "real-stacks-eval.json"
+    report = folder.with_suffix(".json")
     run_command(BIN / "gan-eval", f"fake={folder}", "real=stacked_mnist", f"real_root={args.root}", "real_split=test",
                 "metrics=[modes]", f"num_samples={args.samples}", f"out={report}", "progress=false", env=env)
     m = json.loads(report.read_text())["metrics"]
     shutil.rmtree(folder, ignore_errors=True)
+    report.unlink()
     result = {"samples": args.samples, "modes": m["modes"], "kl": m["reverse_kl"], "channel_kl": m["channel_kl"],
               "between_channels_kl": m["between_channels_kl"], "digit_shares": m["digit_shares"]}
     record.write_text(json.dumps(result, indent=1) + "\n")
