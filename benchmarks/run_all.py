@@ -23,6 +23,8 @@ Each section is written by its own script, which can also be run alone (see thei
   search_toy2d.py    an Optuna search over model=gan on the toy2d grid, its best setting beside the preset
   stacked_mnist.py   modes of Stacked MNIST (real MNIST test images): DCGAN (full and quarter-width D), packed
                      (with and without G_ema), RpGAN + R1 + R2, R3GAN, beside real stacks (the metric's floor)
+  stacked_mnist_judges.py  the same Stacked MNIST samples read by three digit classifiers (CNN, neighbours,
+                     perceptron): how much of the KL is the reader's
   class_scale.py     sngan_projection, sagan and biggan (narrowed) after 1,500 CPU seconds on digits and MNIST,
                      BigGAN's truncation curve, and the CPU seconds per step of the full-width presets
   image_quality.py   the classifier FID of each image preset after a fixed CPU budget, with its samples;
@@ -104,6 +106,9 @@ def sections(quick: bool, out: Path, fresh: bool):
     stacked = ["--steps", "40", "--seeds", "0", "--samples", "1000", "--eval-samples", "500", "--work",
                out / "stacked_work"] if quick else []
     yield "Stacked MNIST", [py, HERE / "stacked_mnist.py", *stacked, "--out", out], out / "stacked_mnist.md"
+    judges = ["--samples", "500", "--work", out / "stacked_work"] if quick else []
+    yield "Stacked MNIST's readers", [py, HERE / "stacked_mnist_judges.py", *judges, "--out", out], \
+        out / "stacked_mnist_judges.md"
     scale = ["--quick", "--presets", "sagan+w32", "biggan+bw8", "--work", out / "class_scale_work"] if quick else []
     yield "SAGAN and BigGAN", [py, HERE / "class_scale.py", *scale, "--out", out / "class_scale.md"], \
         out / "class_scale.md"
