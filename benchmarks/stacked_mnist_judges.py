@@ -7,8 +7,9 @@ from each run given, and reads every channel with
     cnn    gan-eval's own digit classifier (the cached one `metrics=[modes]` uses)
     knn    3 nearest neighbours in pixel space among the same training digits (no learned features at all)
     mlp    a two-layer perceptron on the pixels (scikit-learn), trained on the same digits
-and the real MNIST test digits the stacks are built from the same way (the judges' own lean). It also
-gives the CNN's reading of its confident reads only (top probability 0.99 or more).
+and the real MNIST test digits the stacks are built from the same way (all of them, and the 1,000 that no
+reader trained on). It also gives the CNN's reading of its confident reads only (top probability 0.99 or
+more).
 
     python benchmarks/stacked_mnist_judges.py benchmarks/work/stacked_mnist/<run> [<run> ...]
     python benchmarks/stacked_mnist_judges.py      every run of stacked_mnist.py's work folder that kept all 1,000 modes
@@ -77,7 +78,7 @@ def judges(root: Path):
     for name, read in readers.items():
         labels, _ = read(test_x)
         result[name] = (read, float((labels == test_y.numpy()).mean()))
-    return result, torch.cat([train_x, test_x])
+    return result, torch.cat([train_x, test_x]), test_x
 
 
 def read_channels(readers, images: torch.Tensor) -> dict:
@@ -137,9 +138,12 @@ def main():
                      if json.loads(report.read_text())["metrics"].get("modes") == 1000]
         print(f"{len(args.runs)} runs of {args.work} covered all 1,000 modes", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    readers, real_digits = judges(args.root)
+    readers, real_digits, held_out = judges(args.root)
     rows, record = [], {"accuracy": {k: v[1] for k, v in readers.items()}, "runs": {}}
-    sources = [("real MNIST test digits", real_digits)]  # each digit once: the data's shares, the judges' lean
+    # The real digits, each once: all of them (the data's own shares; 9,000 are the readers' training digits),
+    # and the 1,000 none of the readers trained on (how far readers of real digits agree).
+    sources = [("real MNIST test digits", real_digits), ("real, the 1,000 held out", held_out)]
+    first_run = len(sources)
     for run in args.runs:
         model = api.load(run, device="cpu")
         name = run.name if run.is_dir() else f"{run.parent.parent.name}, {run.stem}"  # a run, or one checkpoint
@@ -158,7 +162,7 @@ def main():
                      *(f"{100 * v:.1f}" for v in s["shares"])])
         cnn, knn = reads["cnn"][0], reads["knn"][0]
         agree = float((cnn == knn).mean())
-        if len(sources) > 1 and name == sources[1][0]:
+        if len(sources) > first_run and name == sources[first_run][0]:
             figure(images[:200], cnn[:200], knn[:200], args.out / "stacked_mnist_judges.png")
         record["runs"][name]["cnn_knn_agreement"] = agree
         print(f"{name}: cnn and knn agree on {100 * agree:.1f} % of the digits", flush=True)
@@ -169,7 +173,8 @@ def main():
             f"{args.samples - 1}), every channel read by three digit classifiers trained on the same 9,000 MNIST "
             f"test digits (held-out accuracy: {accuracy}); "
             "channel KL: the mean over channels of KL(digit shares || uniform); shares of each digit (%) over "
-            "all channels. Real digits: the 10,000 MNIST test digits, each once.\n\n"
+            "all channels. Real digits: the 10,000 MNIST test digits, each once (9,000 of them are the readers' "
+            "training digits), and the 1,000 held out from all three readers.\n\n"
             + "\n".join(table(["source", "judge", "channel KL", *(str(d) for d in DIGITS)], rows))
             + "\n\nAgreement of cnn and knn, digit by digit: "
             + ", ".join(f"{k} {100 * v['cnn_knn_agreement']:.1f} %" for k, v in record["runs"].items()) + "\n")
