@@ -91,9 +91,11 @@ def read_channels(readers, images: torch.Tensor) -> dict:
 
 
 def summary(labels: np.ndarray, top: np.ndarray | None = None) -> dict:
-    """Mean over channels of the channel KL; the shares of the ten digits over all channels."""
-    flat = labels.reshape(-1) if top is None else labels.reshape(-1)[top.reshape(-1) >= 0.99]
-    kl = [channel_kl(labels[:, c] if top is None else labels[:, c][top[:, c] >= 0.99]) for c in range(labels.shape[1])]
+    """Mean over channels of the channel KL; the shares of the ten digits over all channels. With the top
+    probabilities `top`, of the confident reads (0.99 or more) alone."""
+    keep = np.ones(labels.shape, dtype=bool) if top is None else top >= 0.99
+    kl = [channel_kl(labels[:, c][keep[:, c]]) for c in range(labels.shape[1])]
+    flat = labels[keep]
     return {"channel_kl": float(np.mean(kl)), "shares": (np.bincount(flat, minlength=10) / len(flat)).tolist(),
             "kept": float(len(flat) / labels.size)}
 
