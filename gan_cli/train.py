@@ -822,6 +822,23 @@ def check_group_choices(args, config_root="gan_cli.conf") -> None:
                                 f"{', '.join(choices)}")
 
 
+# Hydra's flags that take a value (`--cfg hydra`, `-cn train`); --info takes one of INFO_TOPICS or none.
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+               "--experimental-rerun"}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def overrides_in(args) -> list[str]:
+    """The overrides of a command line: Hydra's flags and the values they take left out."""
+    overrides, previous = [], None
+    for arg in args:
+        flag_value = previous in VALUE_FLAGS or (previous in ("--info", "-i") and arg in INFO_TOPICS)
+        if not flag_value and not arg.startswith("-"):
+            overrides.append(arg)
+        previous = arg
+    return overrides
+
+
 def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
     """Compose the config once before Hydra does, to turn a misspelt key into one clear line.
 
@@ -1062,7 +1079,7 @@ def main() -> None:
         check_keys(sys.argv[1:])
         check_output_folder(sys.argv[1:])
         if any(a.startswith(("hparams_search=", "hydra/sweeper=")) for a in sys.argv[1:]):
-            sys.argv += search.prepare([a for a in sys.argv[1:] if not a.startswith("-")])
+            sys.argv += search.prepare(overrides_in(sys.argv[1:]))
     except UserError as e:
         fail_before_launch("gan-train", e)
     if distributed.launched():

@@ -139,3 +139,19 @@ def test_a_search_that_cannot_work_is_one_line_before_any_trial(args, message, t
         prepare(["hparams_search=toy2d_gan", *args])
     assert message in one_line(err)
     assert not (tmp_path / "outputs").exists()  # checked before anything is made
+
+
+def test_cfg_hydra_shows_a_search_presets_space(tmp_path):
+    from gan_cli.train import overrides_in
+
+    assert overrides_in(["-m", "hparams_search=toy2d_gan", "--cfg", "hydra", "-p", "trainer", "seed=1"]) == [
+        "hparams_search=toy2d_gan", "seed=1"]
+    assert overrides_in(["--info", "defaults", "seed=1", "-i", "loss=hinge"]) == ["seed=1", "loss=hinge"]
+    # the final-length preset keeps toy2d_gan's space, with its own length, batch and study
+    shown = gan("gan-train", "hparams_search=toy2d_gan_final", "--cfg", "hydra", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "optimizer.d_lr: tag(log, interval(1e-4, 1e-2))" in shown.stdout
+    assert "trainer.batch_size: choice(100)" in shown.stdout and "study_name: toy2d_gan_final" in shown.stdout
+    job = gan("gan-train", "hparams_search=toy2d_gan_final", "--cfg", "job", "--package", "trainer", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert "steps: 20000" in job.stdout and "objective: balanced_hq" in job.stdout
