@@ -1,10 +1,10 @@
 """An Optuna search against the hand-tuned preset: model=gan on the toy2d grid.
 
     python benchmarks/search_toy2d.py                     # 30 trials of 5,000 steps, then 3 seeds x 20,000
-    python benchmarks/search_toy2d.py --trial-steps 20000 # 30 trials at the final length (hours of both cores)
+    python benchmarks/search_toy2d.py --search toy2d_gan_final   # 30 trials at the final length (hours)
     python benchmarks/search_toy2d.py --trials 6 --trial-steps 1000 --steps 4000   # a smoke run
 
-1. `gan-train -m hparams_search=toy2d_gan` (TPE, seed 0) with --trials trials of --trial-steps steps, two
+1. `gan-train -m hparams_search=<--search>` (TPE, seed 0) with --trials trials of --trial-steps steps, two
    at a time (joblib, one thread each); the study is kept in <work>/search/optuna.db, so an interrupted
    benchmark continues its study.
 2. The --rerank best trials trained again for --trial-steps steps on --rerank-seeds (the study ran every
@@ -19,7 +19,8 @@
    final rows are those runs (the study's trial on seed 0, step 2's on seeds 1 and 2) and the objective
    column is the search's balanced_hq.
 Writes <out>/<name>.md and the search's summary plot <out>/<name>.png, where <name> is search_toy2d for
-5,000-step trials and search_toy2d_<trial steps> otherwise (work folder: work/<name>).
+--search toy2d_gan (5,000-step trials) and search_toy2d_final for toy2d_gan_final (20,000-step trials, the
+batch held at 100); work folder: work/<name>.
 """
 import argparse
 import json
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BIN, machine  # noqa: E402
 
 HERE = Path(__file__).parent
+TRIAL_STEPS = {"toy2d_gan": 5000, "toy2d_gan_final": 20000}  # the presets' trainer.steps (study name = preset)
 BASE = ["model=gan", "dataset=toy2d", "dataset.mixture=grid", "trainer.progress=false", "trainer.objective=hq_percent"]
 
 
@@ -45,14 +47,14 @@ def gan_train(args, cwd, env):
     return result
 
 
-def finished_trials(search: Path) -> list:
+def finished_trials(search: Path, study_name: str) -> list:
     """The study's completed trials, in order (none where there is no study yet)."""
     if not (search / "optuna.db").exists():
         return []
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="toy2d_gan", storage=f"sqlite:///{search / 'optuna.db'}")
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{search / 'optuna.db'}")
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
@@ -90,14 +92,16 @@ def row(name, seed, metrics: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--trial-steps", type=int, default=5000)
+    parser.add_argument("--search", choices=sorted(TRIAL_STEPS), default="toy2d_gan", help="the hparams_search preset")
+    parser.add_argument("--trial-steps", type=int, help="steps of each trial (default: the preset's)")
     parser.add_argument("--steps", type=int, default=20000, help="steps of the final runs")
     parser.add_argument("--work", type=Path, help="where the runs go (default: work/<name>)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--rerank", type=int, default=5, help="best trials trained again on --rerank-seeds")
     parser.add_argument("--rerank-seeds", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args()
-    stem = "search_toy2d" if args.trial_steps == 5000 else f"search_toy2d_{args.trial_steps}"
+    args.trial_steps = args.trial_steps or TRIAL_STEPS[args.search]
+    stem = "search_toy2d" if args.search == "toy2d_gan" else "search_toy2d_final"
     args.work = args.work or HERE / "work" / stem
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -105,11 +109,12 @@ def main():
     full_length = args.trial_steps == args.steps
 
     search = args.work / "search"
-    if len(finished_trials(search)) < args.trials:  # a new study, or one to continue
-        gan_train(["-m", "hparams_search=toy2d_gan", f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.n_jobs=2",
+    if len(finished_trials(search, args.search)) < args.trials:  # a new study, or one to continue
+        gan_train(["-m", f"hparams_search={args.search}", f"hydra.sweeper.n_trials={args.trials}",
+                   "hydra.sweeper.n_jobs=2",
                    f"trainer.steps={args.trial_steps}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                    f"hydra.sweep.dir={search}", "trainer.progress=false"], args.work, env)
-    trials = finished_trials(search)[: args.trials]
+    trials = finished_trials(search, args.search)[: args.trials]
     study_best = max(trials, key=lambda t: t.value)
     top = sorted(trials, key=lambda t: -t.value)[: max(1, args.rerank)]
     jobs = [(f"trial{t.number}", t.params, s) for t in top for s in args.rerank_seeds]
