@@ -22,6 +22,7 @@ Writes <out>/<name>.md and the search's summary plot <out>/<name>.png, where <na
 --search toy2d_gan (5,000-step trials) and search_toy2d_final for toy2d_gan_final (20,000-step trials, the
 batch held at 100); work folder: work/<name>.
 """
+
 import argparse
 import json
 import os
@@ -124,7 +125,7 @@ def main():
                                                              jobs)))
     reranked = [(t, [t.value, *(runs[f"trial{t.number}", s]["objective"]["value"] for s in args.rerank_seeds)])
                 for t in top]
-    preset_short = [runs["preset", s]["objective"]["value"] for s in (0, *args.rerank_seeds)]
+    preset_at_trial_length = [runs["preset", s]["objective"]["value"] for s in (0, *args.rerank_seeds)]
     best_trial = max(reranked, key=lambda r: statistics.fmean(r[1]))[0]
     found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
@@ -153,7 +154,7 @@ def main():
              "| trial | balanced_hq per seed | mean | setting |", "| --- | --- | --- | --- |",
              *[f"| {t.number} | {', '.join(f'{v:.1f}' for v in vals)} | {statistics.fmean(vals):.1f} | "
                f"`{short(t.params)}` |" for t, vals in reranked],
-             f"| preset | {', '.join(f'{v:.1f}' for v in preset_short)} | {statistics.fmean(preset_short):.1f} | "
+             f"| preset | {', '.join(f'{v:.1f}' for v in preset_at_trial_length)} | {statistics.fmean(preset_at_trial_length):.1f} | "
              "`model=gan` as it is |", "",
              f"Found: trial {best_trial.number} (best mean over the seeds): `{' '.join(found)}`.", "",
              (f"The final rows are these {args.steps}-step runs on seeds {', '.join(map(str, seeds))} (objective: "
