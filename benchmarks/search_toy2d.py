@@ -125,7 +125,7 @@ def main():
                                                              jobs)))
     reranked = [(t, [t.value, *(runs[f"trial{t.number}", s]["objective"]["value"] for s in args.rerank_seeds)])
                 for t in top]
-    preset_at_trial_length = [runs["preset", s]["objective"]["value"] for s in (0, *args.rerank_seeds)]
+    preset_scores = [runs["preset", s]["objective"]["value"] for s in (0, *args.rerank_seeds)]
     best_trial = max(reranked, key=lambda r: statistics.fmean(r[1]))[0]
     found = [f"{k}={v}" for k, v in sorted(best_trial.params.items())]
 
@@ -154,7 +154,7 @@ def main():
              "| trial | balanced_hq per seed | mean | setting |", "| --- | --- | --- | --- |",
              *[f"| {t.number} | {', '.join(f'{v:.1f}' for v in vals)} | {statistics.fmean(vals):.1f} | "
                f"`{short(t.params)}` |" for t, vals in reranked],
-             f"| preset | {', '.join(f'{v:.1f}' for v in preset_at_trial_length)} | {statistics.fmean(preset_at_trial_length):.1f} | "
+             f"| preset | {', '.join(f'{v:.1f}' for v in preset_scores)} | {statistics.fmean(preset_scores):.1f} | "
              "`model=gan` as it is |", "",
              f"Found: trial {best_trial.number} (best mean over the seeds): `{' '.join(found)}`.", "",
              (f"The final rows are these {args.steps}-step runs on seeds {', '.join(map(str, seeds))} (objective: "
