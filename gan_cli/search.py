@@ -131,7 +131,7 @@ def _continue(sweeper, storage: str) -> list[str]:
     stale = [t for t in trials if t.state in (states.RUNNING, states.WAITING)]
     for trial in stale:  # left by a search that was killed: tried anew
         study._storage.set_trial_state(trial._trial_id, states.FAIL)
-    done = len(trials) - len(stale)
+    done = sum(t.state == states.COMPLETE for t in trials)  # trials killed in any earlier stop do not count
     remaining = int(sweeper.n_trials) - done
     log.info("continuing the study %s in %s: %d trials done%s, %d to go", sweeper.study_name, storage, done,
              f" ({len(stale)} interrupted, tried anew)" if stale else "", max(remaining, 0))

@@ -155,3 +155,20 @@ def test_cfg_hydra_shows_a_search_presets_space(tmp_path):
     job = gan("gan-train", "hparams_search=toy2d_gan_final", "--cfg", "job", "--package", "trainer", cwd=tmp_path)
     assert job.returncode == 0, job.stderr
     assert "steps: 20000" in job.stdout and "objective: balanced_hq" in job.stdout
+
+
+def test_trials_killed_in_earlier_stops_do_not_count_towards_n_trials(tmp_path):
+    import optuna
+    from omegaconf import OmegaConf
+
+    from gan_cli.search import _continue
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # killed in a first stop
+    study.ask()  # running when a second stop came
+    sweeper = OmegaConf.create({"study_name": "s", "n_trials": 5, "sampler": {"seed": 0}})
+    assert _continue(sweeper, storage) == ["hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.seed=3"]
+    stored = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert [t.state.name for t in stored] == ["COMPLETE", "FAIL", "FAIL"]
