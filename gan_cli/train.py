@@ -839,18 +839,69 @@ def overrides_in(args) -> list[str]:
     return overrides
 
 
+# Flags after which the command composes some other config, or none: the key check leaves these to Hydra.
+OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
+                      "--shell-completion", "-sc", "--version", "--hydra-help"}
+
+
+# Hydra runs a command in one of these modes, and refuses two at once.
+MODES = {"-m": "-m", "--multirun": "-m", "-r": "--run", "--run": "--run", "-c": "--cfg", "--cfg": "--cfg",
+         "-i": "--info", "--info": "--info", "-sc": "--shell-completion", "--shell-completion": "--shell-completion"}
+
+
+def check_modes(args) -> None:
+    """`gan-train -m ... --cfg job` and the like: one line, not Hydra's traceback."""
+    modes = sorted({MODES[a.split("=")[0]] for a in args if a.split("=")[0] in MODES})
+    if len(modes) > 1:
+        raise UserError(f"{' and '.join(modes)} cannot go together: Hydra runs one of -m, --run, --cfg, --info and "
+                        "--shell-completion at a time (`gan-train --cfg job seed=0` shows one job's config)")
+
+
+def composable(args) -> tuple[list[str], list[str], bool]:
+    """The overrides of a command line that one compose can take: hydra.* left out and, in a sweep, each
+    listed sweep (`seed=0,1`, `range(3)`, `choice(a,b)`) at its first value. Returns those, the keys of the
+    sweeps that list no values (Optuna's `interval(...)`), and whether the command is a sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    sweep = any(a in ("-m", "--multirun") for a in args)
+    overrides, open_keys = [], []
+    for arg in overrides_in(args):
+        if arg.lstrip("+~").startswith("hydra"):
+            continue
+        try:
+            override = OverridesParser.create().parse_override(arg)
+        except HydraException as e:
+            raise UserError(runtime.one_line(str(e))) from None
+        if not (sweep and override.is_sweep_override()):
+            overrides.append(arg)
+            continue
+        try:
+            first = next(iter(override.sweep_string_iterator()))
+        except HydraException:  # interval(), tag(), glob(): no list to take a value from
+            if not override.is_add():
+                open_keys.append(override.key_or_group)
+            continue
+        overrides.append(f"{override.get_key_element()}={first}")
+    return overrides, open_keys, sweep
+
+
 def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
     """Compose the config once before Hydra does, to turn a misspelt key into one clear line.
 
-    Flags (--help, --cfg, -m) and hydra.* overrides are left to Hydra.
+    Hydra's flags are read for what they are (`--cfg hydra`, `-m`); hydra.* overrides are left to Hydra, and so
+    are commands of another config (-cn, -cp). A sweep composes at each listed sweep's first value, and its values
+    are left to the jobs, where a bad one fails that job alone.
     """
+    import importlib.resources
+
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    if any(a.startswith("-") for a in args):
+    if any(a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
         return
-    overrides = [a for a in args if not a.lstrip("+~").startswith("hydra")]
+    overrides, open_keys, sweep = composable(args)
     try:
         with initialize_config_module(config_module=config_root, version_base="1.3"):
             cfg = compose(config_name, overrides=overrides)
@@ -859,16 +910,32 @@ def check_keys(args, config_root="gan_cli.conf", config_name="train") -> None:
         if match and "not in struct" in str(e.__cause__ or ""):
             key = match.group(1)
             others = [o for o in overrides if not re.match(rf"[+~]?{re.escape(key)}=", o)]
-            try:  # the keys of the config the rest of the command composes (a preset's nets have their own)
-                with initialize_config_module(config_module=config_root, version_base="1.3"):
-                    known = [*GROUPS, *flatten(OmegaConf.to_container(compose(config_name, overrides=others)))]
-            except (HydraException, OmegaConfBaseException):
-                known = list(GROUPS)
-            raise UserError(
-                f"no option {key} in the config{suggest(key, known)}; `gan-train --help` lists them all"
-            ) from None
+            raise UserError(f"no option {key} in the config{near_keys(key, others, config_root, config_name)}; "
+                            "`gan-train --help` lists them all") from None
         raise UserError(runtime.one_line(str(e))) from None
-    check_values(cfg)
+    absent = object()
+    for key in open_keys:
+        group = importlib.resources.files(config_root).joinpath(key).is_dir()
+        if not group and OmegaConf.select(cfg, key, default=absent) is absent:
+            raise UserError(f"no option {key} in the config{near_keys(key, overrides, config_root, config_name)}; "
+                            "`gan-train --help` lists them all")
+    if not sweep:
+        check_values(cfg)
+
+
+def near_keys(key, overrides, config_root, config_name) -> str:
+    """`suggest`'s hint among the keys of the config that the rest of the command composes (a preset's nets
+    have their own keys)."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module=config_root, version_base="1.3"):
+            known = [*GROUPS, *flatten(OmegaConf.to_container(compose(config_name, overrides=overrides)))]
+    except (HydraException, OmegaConfBaseException):
+        known = list(GROUPS)
+    return suggest(key, known)
 
 
 HELP_ORDER = ("model", "dataset", "generator", "discriminator", "loss", "optimizer", "conditioning", "game")
@@ -882,8 +949,10 @@ def print_help(args, config_root="gan_cli.conf") -> None:
     from hydra import compose, initialize_config_module
 
     conf = importlib.resources.files(config_root)
-    overrides = [a for a in args if a not in HELP_FLAGS and not a.startswith("-")]
-    check_group_choices(overrides, config_root)
+    args = [a for a in args if a not in HELP_FLAGS]
+    check_group_choices(args, config_root)
+    check_keys(args, config_root)  # a misspelt key is one line here too
+    overrides = composable(args)[0]
     with initialize_config_module(config_module=config_root, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     choices = dict(cfg.hydra.runtime.choices)
@@ -1071,9 +1140,10 @@ def main() -> None:
     writes.setup_cli()
     register_resolvers()
     try:
-        if any(a in ("--help", "-h") for a in sys.argv[1:]):
+        if any(a in HELP_FLAGS for a in sys.argv[1:]):
             print_help(sys.argv[1:])
             return
+        check_modes(sys.argv[1:])
         check_launcher(sys.argv[1:])
         check_group_choices(sys.argv[1:])
         check_keys(sys.argv[1:])

@@ -157,6 +157,32 @@ def test_cfg_hydra_shows_a_search_presets_space(tmp_path):
     assert "steps: 20000" in job.stdout and "objective: balanced_hq" in job.stdout
 
 
+def test_the_key_check_reads_a_sweep_at_its_first_values():
+    from gan_cli.train import composable
+
+    args = ["-m", "seed=0,1,2", "model=gan,wgan_gp", "trainer.steps=range(5,50,5)", "optimizer.lr=interval(1e-4,1e-3)",
+            "+extra=interval(0,1)", "hydra.sweep.dir=a", "--cfg", "job", "loss=hinge"]
+    assert composable(args) == (["seed=0", "model=gan", "trainer.steps=5", "loss=hinge"], ["optimizer.lr"], True)
+    # not a sweep: the values go to compose as written, where a list is a list
+    assert composable(["seed=1", "generator.hidden=[8,8]"]) == (["seed=1", "generator.hidden=[8,8]"], [], False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "dataset=toy2d", "trainer.stepz=10,20"],
+     "no option trainer.stepz in the config (did you mean trainer.steps?)"),
+    (["-m", "optimizer.lrr=interval(1e-4,1e-3)"], "no option optimizer.lrr in the config (did you mean optimizer.lr?)"),
+    (["--help", "trainer.stepz=3"], "no option trainer.stepz in the config (did you mean trainer.steps?)"),
+    (["--cfg", "job", "trainer.stepz=3"], "no option trainer.stepz in the config"),
+    (["-m", "seed=0,1", "--cfg", "job"], "--cfg and -m cannot go together"),
+])
+def test_flags_do_not_hide_a_misspelt_key(args, message, tmp_path):
+    result = gan("gan-train", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gan-train: error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.iterdir())
+
+
 def test_trials_killed_in_earlier_stops_do_not_count_towards_n_trials(tmp_path):
     import optuna
     from omegaconf import OmegaConf
