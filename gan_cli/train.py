@@ -865,12 +865,12 @@ def composable(args) -> tuple[list[str], list[str], bool]:
     from hydra.errors import HydraException
 
     sweep = any(a in ("-m", "--multirun") for a in args)
-    overrides, open_keys = [], []
+    overrides, open_keys, parser = [], [], OverridesParser.create()
     for arg in overrides_in(args):
         if arg.lstrip("+~").startswith("hydra"):
             continue
         try:
-            override = OverridesParser.create().parse_override(arg)
+            override = parser.parse_override(arg)
         except HydraException as e:
             raise UserError(runtime.one_line(str(e))) from None
         if not (sweep and override.is_sweep_override()):
