@@ -29,7 +29,7 @@ def assert_one_line_error(result, *fragments):
 def test_help_lists_the_groups_and_their_options(tmp_path):
     result = run("--help", cwd=tmp_path)
     assert result.returncode == 0
-    groups = ("model: acgan, biggan, biggan_64, cgan, cyclegan, [dcgan], gan, infogan, lsgan, pix2pix, progan, r3gan, "
+    groups = ("model: acgan, biggan, biggan_64, cgan, cycada, cyclegan, [dcgan], gan, infogan, lsgan, pix2pix, progan, r3gan, "
               "r3gan_cifar10, sagan, sngan, sngan_projection, sngan_projection_resnet, sngan_resnet, srgan, srresnet, stylegan2, wgan, "
               "wgan_gp, wgan_gp_resnet",
               "conditioning: acgan, cgan, [none], infogan, projection".replace("[none], infogan", "infogan, [none]"),

@@ -445,3 +445,114 @@ def test_the_fonts_demo_prints_each_digit_in_one_of_many_fonts(monkeypatch):
     monkeypatch.setattr(matplotlib, "get_data_path", lambda: "/nonexistent")
     with pytest.raises(UserError, match="dataset.demo=fonts: matplotlib's fonts folder"):
         translation.font_digits.__wrapped__(10, 32, 0, True)
+
+
+# --- CyCADA's semantic consistency -------------------------------------------------------------------
+
+
+class MeanReader(nn.Module):
+    """A hand-made classifier: logits (mean, -mean), so class 0 for bright images and 1 for dark ones."""
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3))
+        return x.flatten(1), torch.stack([m, -m], 1)
+
+
+def test_the_semantic_loss_asks_each_translation_for_the_class_read_in_its_source():
+    from omegaconf import OmegaConf
+
+    from gan_cli import build
+
+    c = OmegaConf.to_container(tiny_config("model=cycada"))
+    data = build.data(c, torch.device("cpu"), batch_size=2)
+    game = build.game(c, data, torch.device("cpu"))
+    assert "1 x semantic consistency (a classifier of A and B)" in game.describe()
+    game.classifier = MeanReader()  # as if trained: the loss reads it and never trains another
+    nets = {"G_AB": Shift(0.5), "G_BA": Shift(-0.25), "D_A": Ones(), "D_B": Ones()}
+    a, b = torch.full((2, 1, 32, 32), 0.2), torch.full((2, 1, 32, 32), -0.3)
+    player = {p.name: p for p in game.players()}
+    loss, stats = game.loss(player["G"], (a, b, None, None), Nets(nets, nets), 1)
+    # a reads as class 0 and G_AB(a) = 0.7 has logits (0.7, -0.7): CE = log(1 + e^-1.4); b reads as class 1 and
+    # G_BA(b) = -0.55 has logits (-0.55, 0.55): CE = log(1 + e^-1.1). The rest is 8.75 as without the term.
+    ab, ba = np.log1p(np.exp(-1.4)), np.log1p(np.exp(-1.1))
+    assert float(stats["G/semantic_AB"]) == pytest.approx(ab) and float(stats["G/semantic_BA"]) == pytest.approx(ba)
+    assert float(loss) == pytest.approx(8.75 + ab + ba)
+    # A translation that flips the class costs more: G_AB(a) = a - 0.5 is dark, read as 1 against a's 0.
+    flipped = {**nets, "G_AB": Shift(-0.5)}
+    _, worse = game.loss(player["G"], (a, b, None, None), Nets(flipped, flipped), 1)
+    assert float(worse["G/semantic_AB"]) == pytest.approx(np.log1p(np.exp(0.6)))
+
+
+def labelled_sides(root, channels_b=1, label_a=True, label_b=True, count=8):
+    """An unpaired folder of two classes, bright and dark images, class subfolders where asked."""
+    rng = np.random.default_rng(0)
+    for side, labelled, channels in (("A", label_a, 1), ("B", label_b, channels_b)):
+        for split in ("train", "test"):
+            for i in range(count if split == "train" else 4):
+                cls = i % 2
+                shape = (40, 40) if channels == 1 else (40, 40, channels)
+                image = rng.integers(150, 256, shape) if cls == 0 else rng.integers(0, 100, shape)
+                folder = root / f"{split}{side}" / (("bright", "dark")[cls] if labelled else "")
+                save(image.astype(np.uint8), folder / f"{i}.png")
+    return root
+
+
+def test_a_cycada_run_trains_its_classifier_once_and_resumes_from_the_checkpoints_copy(tmp_path, monkeypatch):
+    from gan_cli.games import translation
+
+    root = labelled_sides(tmp_path / "u")
+    base = ("model=cycada", f"dataset.root={root}", "trainer.batch_size=4", "trainer.steps=4", "game.pool_size=3")
+    train(tiny_config(*base), tmp_path / "straight")
+    train(tiny_config(*base, "trainer.ckpt_every=2"), tmp_path / "split")
+    shutil.copy(tmp_path / "split" / "checkpoints" / "step_0000002.pt", tmp_path / "split" / "checkpoints" / "last.pt")
+
+    def no_second_training(*args, **kwargs):
+        raise AssertionError("a resumed run reads the semantic classifier from its checkpoint")
+
+    monkeypatch.setattr(translation, "train_semantic_classifier", no_second_training)
+    resume(tmp_path / "split", 4)
+    straight, split = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
+    assert differences(straight, split) == []
+    kept = straight["game_state"]["semantic"]
+    assert kept["classes"] == 2 and kept["channels"] == 1
+    for key, value in kept["model"].items():
+        assert torch.equal(value, split["game_state"]["semantic"]["model"][key])
+
+
+@pytest.mark.parametrize("sides,override,message", [
+    (dict(label_a=False, label_b=False), (), "either side of unpaired .* has none"),
+    (dict(label_a=False), ("game.semantic_source_only=true",), "side A of unpaired .* has none"),
+    (dict(channels_b=3), ("game.identity_weight=0",), "needs as many channels on both"),
+    ({}, ("game.semantic_weight=-1",), "game.semantic_weight must be a number >= 0"),
+    ({}, ("game.semantic_source_only=1",), "game.semantic_source_only must be true or false"),
+])
+def test_semantic_consistency_mistakes_are_one_line(sides, override, message, tmp_path):
+    from omegaconf import OmegaConf
+
+    from gan_cli import build
+    from tests.conftest import one_line
+
+    root = labelled_sides(tmp_path / "u", **sides)
+    c = OmegaConf.to_container(tiny_config("model=cycada", f"dataset.root={root}", "trainer.batch_size=4", *override))
+    data = build.data(c, torch.device("cpu"), batch_size=4)
+    with pytest.raises(UserError, match=message) as err:
+        build.game(c, data, torch.device("cpu"))
+    one_line(err)
+
+
+def test_the_semantic_classifier_learns_only_side_a_when_asked(tmp_path):
+    from omegaconf import OmegaConf
+
+    from gan_cli import build
+    from gan_cli.games.translation import train_semantic_classifier
+
+    root = labelled_sides(tmp_path / "u", label_b=False)
+    c = OmegaConf.to_container(tiny_config("model=cycada", f"dataset.root={root}", "trainer.batch_size=4"))
+    data = build.data(c, torch.device("cpu"), batch_size=4)
+    game = build.game(c, data, torch.device("cpu"))
+    assert game.semantic_sides == ("A",)  # B has no labels: the classifier of the source, as CyCADA's
+    net = train_semantic_classifier(data, game.semantic_sides, torch.device("cpu"))
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    test = data.test()
+    _, logits = net(test["A"].expand(-1, 1, -1, -1))
+    assert (logits.argmax(1) == test["labels_A"]).float().mean() == 1.0  # bright against dark is easy

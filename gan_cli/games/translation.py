@@ -11,17 +11,29 @@ CycleGAN (Zhu et al. 2017): G_AB: A -> B and G_BA: B -> A, judged by D_B and D_A
 cycle-consistency loss lambda (|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|) (lambda = 10) ties the two
 together, and the identity loss 0.5 lambda (|G_BA(a) - a| + |G_AB(b) - b|) keeps colours where nothing
 needs to change. The Ds judge fakes drawn from a history of 50 earlier fakes (Shrivastava et al. 2017),
-which the checkpoint keeps. Players:
+which the checkpoint keeps. With game.semantic_weight > 0 the Gs also meet CyCADA's semantic consistency
+loss (Hoffman et al. 2018): a classifier trained once on the labelled training images and then frozen,
+f, should give each translation the class it gives the source, CE(f(G_AB(a)), argmax f(a)) +
+CE(f(G_BA(b)), argmax f(b)). Players:
     G   one update of both generators (one optimizer) on fresh A and B batches
     D   one update of both Ds (one optimizer) on the same batches, fakes through the pools
 
 A batch is (A, B, labels_A, labels_B) from gan_cli/data/translation.py.
 """
 
+import logging
+
 import torch
+import torch.nn.functional as F
 
 from gan_cli import UserError, plots, registry
 from gan_cli.games.base import Game, Player, evaluating
+
+log = logging.getLogger("gan_cli.games")
+
+# The semantic classifier's seed: not the metric backbones' seed 0, so that even where it learns the same
+# images as one of gan-eval's judges it is another network.
+SEMANTIC_SEED = 1
 
 
 def _translation_data(data, game: str, paired: bool):
@@ -195,15 +207,16 @@ class CycleGAN(Translation):
 
     def __init__(self, *, generator: dict, discriminator: dict, loss: dict, conditioning: dict, data, device,
                  batch_size: int, n_critic: int = 1, num_classes: int | None = None, cycle_weight: float = 10.0,
-                 identity_weight: float = 0.5, pool_size: int = 50, cycle_noise: float = 0.0):
+                 identity_weight: float = 0.5, pool_size: int = 50, cycle_noise: float = 0.0,
+                 semantic_weight: float = 0.0, semantic_source_only: bool = False):
         super().__init__()
         self.data = _translation_data(data, self.name, paired=False)
         _no_conditioning(conditioning, self.name)
         if n_critic != 1:
             raise UserError(f"game cyclegan updates the Ds once per step (trainer.n_critic=1), got {n_critic}")
         for key, value in (("cycle_weight", cycle_weight), ("identity_weight", identity_weight),
-                           ("cycle_noise", cycle_noise)):
-            if not isinstance(value, (int, float)) or value < 0:
+                           ("cycle_noise", cycle_noise), ("semantic_weight", semantic_weight)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise UserError(f"game.{key} must be a number >= 0, got {value!r}")
         ca, cb = data.channels_a, data.channels_b
         if identity_weight and ca != cb:
@@ -211,6 +224,9 @@ class CycleGAN(Translation):
                             f"on both sides (A has {ca}, B {cb}); set game.identity_weight=0")
         self.device, self.cycle_weight, self.identity_weight = device, float(cycle_weight), float(identity_weight)
         self.cycle_noise = float(cycle_noise)
+        self.semantic_weight = float(semantic_weight)
+        self.semantic_sides = _semantic_sides(data, semantic_source_only) if semantic_weight else ()
+        self.classifier = None  # trained at the first G update (or restored from the checkpoint)
         self.names = {"generator": generator["name"], "discriminator": discriminator["name"], "loss": loss["name"]}
         G_AB = registry.build("generator", generator, shape=data.shape_a, out_channels=cb).to(device)
         G_BA = registry.build("generator", generator, shape=data.shape_b, out_channels=ca).to(device)
@@ -229,6 +245,9 @@ class CycleGAN(Translation):
         identity = f" + {self.identity_weight * self.cycle_weight:g} x identity" if self.identity_weight else ""
         if self.cycle_noise:
             identity += f", noise {self.cycle_noise:g} on the cycle"
+        if self.semantic_weight:
+            identity += (f" + {self.semantic_weight:g} x semantic consistency (a classifier of "
+                         f"{' and '.join(self.semantic_sides)})")
         return (f"cyclegan: {self.names['generator']} G_AB, G_BA + {self.names['discriminator']} D_A, D_B "
                 f"({self.names['loss']} loss + {self.cycle_weight:g} x cycle{identity}, pools of "
                 f"{self.pools['A'].size})")
@@ -257,6 +276,10 @@ class CycleGAN(Translation):
                 identity_b = (nets["G_AB"](b) - b).abs().mean()
                 loss = loss + self.identity_weight * self.cycle_weight * (identity_a + identity_b)
                 stats.update({"G/identity_A": identity_a.detach(), "G/identity_B": identity_b.detach()})
+            if self.semantic_weight:
+                semantic_ab, semantic_ba = self.semantic_loss(a, fake_b), self.semantic_loss(b, fake_a)
+                loss = loss + self.semantic_weight * (semantic_ab + semantic_ba)
+                stats.update({"G/semantic_AB": semantic_ab.detach(), "G/semantic_BA": semantic_ba.detach()})
             self._fakes = (fake_a.detach(), fake_b.detach())
             return loss, {"loss/G": loss.detach(), **stats}
         fake_a, fake_b = self._fakes
@@ -277,6 +300,19 @@ class CycleGAN(Translation):
         source from faint detail hidden in the translation (Bashkirova et al. 2019)."""
         return fake + self.cycle_noise * torch.randn_like(fake) if self.cycle_noise else fake
 
+    def semantic_loss(self, source: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+        """CyCADA's semantic consistency: the frozen classifier's cross-entropy on the translation against the
+        class it reads in the source (its own argmax, so no labels are needed at this point)."""
+        from gan_cli.metrics.backbones import at_32
+
+        if self.classifier is None:
+            with torch.autocast(self.device.type, enabled=False):
+                self.classifier = train_semantic_classifier(self.data, self.semantic_sides, self.device)
+        with torch.no_grad():
+            target = self.classifier(at_32(source.float()))[1].argmax(1)
+        logits = self.classifier(at_32(translation.float()))[1]
+        return F.cross_entropy(logits.float(), target)
+
     def after_update(self, player, nets):
         if player.name == "D":
             self.objective.after_d_step(nets.plain("D_A"))
@@ -294,8 +330,72 @@ class CycleGAN(Translation):
         return plots.label_rows(grid, labels, margin=64), {}
 
     def state_dict(self):
-        return {"pools": {side: pool.state_dict() for side, pool in self.pools.items()}}
+        state = {"pools": {side: pool.state_dict() for side, pool in self.pools.items()}}
+        if self.classifier is not None:
+            net = self.classifier.head[-1]
+            state["semantic"] = {"model": {k: v.cpu() for k, v in self.classifier.state_dict().items()},
+                                 "channels": self.classifier.body[0].in_channels, "classes": net.out_features}
+        return state
 
     def load_state_dict(self, state):
         for side, pool in self.pools.items():
             pool.load_state_dict(state["pools"][side], self.device)
+        if self.semantic_weight and state.get("semantic") is not None:
+            from gan_cli.metrics.backbones import SmallCNN
+
+            saved = state["semantic"]
+            net = SmallCNN(saved["channels"], saved["classes"])
+            net.load_state_dict(saved["model"])
+            self.classifier = net.eval().requires_grad_(False).to(self.device)
+
+
+def _semantic_sides(data, source_only) -> tuple:
+    """The sides whose labelled training images teach the semantic classifier: A alone (CyCADA's classifier of
+    the source domain) or every labelled side; one-line errors where that cannot be done."""
+    if not isinstance(source_only, bool):
+        raise UserError(f"game.semantic_source_only must be true or false, got {source_only!r}")
+    if data.channels_a != data.channels_b:
+        raise UserError(f"the semantic consistency loss reads both sides' images with one classifier, which needs as "
+                        f"many channels on both (A has {data.channels_a}, B {data.channels_b}); "
+                        "set game.semantic_weight=0")
+    sources = {"A": data.sources[0], "B": data.sources[-1]}
+    labelled = tuple(side for side in (("A",) if source_only else ("A", "B"))
+                     if getattr(sources[side], "num_classes", 0) > 0)
+    if not labelled:
+        where = "side A" if source_only else "either side"
+        raise UserError(f"the semantic consistency loss trains a classifier on labelled images, and {where} of "
+                        f"{data.name} has none (class subfolders inside trainA/ give labels); set "
+                        "game.semantic_weight=0")
+    if len(labelled) == 2 and sources["A"].num_classes != sources["B"].num_classes:
+        raise UserError(f"the semantic classifier learns both sides, whose classes differ ({sources['A'].num_classes} "
+                        f"in A, {sources['B'].num_classes} in B); set game.semantic_source_only=true")
+    for side in labelled:
+        if not hasattr(sources[side], "images"):
+            raise UserError(f"the semantic classifier learns the training images of side {side}, which "
+                            f"{data.name} streams from disk; raise dataset.max_memory_mb to hold them in memory")
+    return labelled
+
+
+def train_semantic_classifier(data, sides, device):
+    """The frozen classifier of the semantic consistency loss: the metric backbones' SmallCNN trained (seeded,
+    on forked random streams, so the run's own draws are untouched) on the training images of `sides` at the
+    crop size, tested on their labelled test images."""
+    from gan_cli.data.images import resize_uint8
+    from gan_cli.metrics.backbones import train_classifier
+
+    crop = data.shape_a[-1]
+    sources = {"A": data.sources[0], "B": data.sources[-1]}
+    train_x = torch.cat([resize_uint8(sources[s].images.cpu(), crop) for s in sides])
+    train_y = torch.cat([sources[s].labels.cpu() for s in sides])
+    tested = [s for s in sides if data.test_split.get(f"labels_{s}") is not None]
+    if tested:
+        test_x = torch.cat([data.test_split[s] for s in tested])
+        test_y = torch.cat([data.test_split[f"labels_{s}"] for s in tested])
+    else:  # no labelled test images: the accuracy is the training images'
+        test_x, test_y = train_x, train_y
+    log.info("training the semantic classifier on the %d labelled training images of side %s", len(train_x),
+             " and ".join(sides))
+    net, accuracy = train_classifier(train_x, train_y, test_x, test_y, device, seed=SEMANTIC_SEED)
+    log.info("semantic classifier: %.2f%% on the %d %s images of side %s", 100 * accuracy, len(test_x),
+             "test" if tested else "training", " and ".join(tested or sides))
+    return net.eval().requires_grad_(False)
