@@ -50,8 +50,9 @@ def test_every_preset_runs_on_points_with_the_mlp_nets(model, tmp_path):
         with pytest.raises(UserError, match="which the dcgan and resnet generators have"):
             train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
         return
-    if model in ("pix2pix", "cyclegan"):  # image-to-image games: points are no images
-        with pytest.raises(UserError, match=f"game {model} learns from (un)?paired images"):
+    if model in ("pix2pix", "cyclegan", "cycada"):  # image-to-image games: points are no images
+        game = "cyclegan" if model == "cycada" else model
+        with pytest.raises(UserError, match=f"game {game} learns from (un)?paired images"):
             train(tiny_config(f"model={model}", "dataset=toy2d", "trainer.steps=2"), tmp_path)
         return
     if model in ("progan", "stylegan2"):
