@@ -23,7 +23,7 @@ test: $(VENV)/.installed-dev ## install .[dev] and run the tests, slow ones excl
 test-all: $(VENV)/.installed-dev ## every test, the slow ones too
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-bench ## every benchmark (about 9 hours on 2 cores) -> benchmarks/results.md
+bench: $(VENV)/.installed-bench ## every benchmark (about 10 hours on 2 cores) -> benchmarks/results.md
 	$(PYTHON) benchmarks/run_all.py
 
 bench-quick: $(VENV)/.installed-bench ## every benchmark, short runs (a few minutes) -> benchmarks/results-quick.md

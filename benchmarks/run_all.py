@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, into one Markdown file with tables and plots.
 
-    make bench          = python benchmarks/run_all.py           about 9 hours on a 2-core CPU
+    make bench          = python benchmarks/run_all.py           about 10 hours on a 2-core CPU
     make bench-quick    = python benchmarks/run_all.py --quick   a few minutes: short runs, to check that all works
 
 The full run writes benchmarks/results.md (sections and pictures in benchmarks/results/); the quick
@@ -16,7 +16,7 @@ Each section is written by its own script, which can also be run alone (see thei
   metric_speed.py    the Frechet distance beside scipy's sqrtm; feature extraction beside torch-fidelity
   toy2d_modes.py     mode collapse on the 2-D mixtures beside PacGAN's rows
   fid_floor.py       the classifier FID of real against real, noise and collapse (real MNIST test images)
-  translation.py     Pix2Pix beside L1 alone, CycleGAN beside no translation, on the offline digit demos
+  translation.py     Pix2Pix beside L1 alone, CycleGAN beside no translation and CyCADA, on the offline digit demos
   superres.py        bicubic beside SRResNet beside SRGAN, x4 on held-out digits and photos
   probe_invert.py    DCGAN's linear probe on D's features beside a random D and pixels; inversion of
                      held-out MNIST digits (real MNIST test images)

@@ -2,8 +2,8 @@
 
     python benchmarks/translation.py                    Pix2Pix and the L1 baseline, 1,000 steps each
                                                         (batch 16); CycleGAN, 4,000 steps (batch 1) on the
-                                                        printed demo, 1,000 on the photo demo; about 50
-                                                        minutes on 2 cores
+                                                        printed demo, 1,000 on the photo demo; CycleGAN and
+                                                        CyCADA, 1,000 each on both; about 90 minutes on 2 cores
     python benchmarks/translation.py --quick            50 steps each, to check that all works
     python benchmarks/translation.py --parts cycada --out benchmarks/results/translation_cycada.md
                                                         only the CyCADA comparison (about 40 minutes)
