@@ -205,8 +205,9 @@ def cycada_part(args, env, stem, cache) -> list[str]:
                                      f"{100 * m['label_preservation_joint']:.1f} %", f"{m['fid']:.2f}",
                                      f"{result['seconds']:.0f}" if way == "G_AB" else ""])
         rows += per_way["G_AB"] + per_way["G_BA"]
-        figure(runs, Path(f"{stem}_cycada_{demo}.png"), columns=10)
-        figures.append(f"![CycleGAN and CyCADA, {title}]({Path(f'{stem}_cycada_{demo}.png').name})")
+        picture = Path(f"{stem}_{demo}.png" if stem.name.endswith("cycada") else f"{stem}_cycada_{demo}.png")
+        figure(runs, picture, columns=10)
+        figures.append(f"![CycleGAN and CyCADA, {title}]({picture.name})")
     lines = [f"**CyCADA beside CycleGAN** (the unpaired demos, 32x32, batch 1, {args.cycada_steps} steps each; the "
              "held-out test digits of each side; G_AB read by the classifier of side B, G_BA (`gan-eval "
              "direction=BtoA`) by that of side A, and both by a classifier of both sides' training images):", ""]
