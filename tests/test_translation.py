@@ -554,5 +554,5 @@ def test_the_semantic_classifier_learns_only_side_a_when_asked(tmp_path):
     net = train_semantic_classifier(data, game.semantic_sides, torch.device("cpu"))
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     test = data.test()
-    _, logits = net(test["A"].expand(-1, 1, -1, -1))
+    _, logits = net(test["A"])
     assert (logits.argmax(1) == test["labels_A"]).float().mean() == 1.0  # bright against dark is easy

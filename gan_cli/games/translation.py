@@ -380,13 +380,11 @@ def train_semantic_classifier(data, sides, device):
     """The frozen classifier of the semantic consistency loss: the metric backbones' SmallCNN trained (seeded,
     on forked random streams, so the run's own draws are untouched) on the training images of `sides` at the
     crop size, tested on their labelled test images."""
-    from gan_cli.data.images import resize_uint8
     from gan_cli.metrics.backbones import train_classifier
+    from gan_cli.metrics.translation import _target_images
 
-    crop = data.shape_a[-1]
-    sources = {"A": data.sources[0], "B": data.sources[-1]}
-    train_x = torch.cat([resize_uint8(sources[s].images.cpu(), crop) for s in sides])
-    train_y = torch.cat([sources[s].labels.cpu() for s in sides])
+    images, labels = zip(*(_target_images(data, side) for side in sides))
+    train_x, train_y = torch.cat(images), torch.cat(labels)
     tested = [s for s in sides if data.test_split.get(f"labels_{s}") is not None]
     if tested:
         test_x = torch.cat([data.test_split[s] for s in tested])
